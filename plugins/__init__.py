@@ -1,0 +1,1 @@
+"""The built-in subcommands: one thin module each, found through `snnctl.commands` entry points."""

@@ -1,0 +1,98 @@
+"""The `snnctl` root app. Commands are not hard-wired: each is an entry point in `snnctl.commands`.
+
+An entry point names either a `typer.Typer` (a command group) or a function (one command). Errors
+are turned into exit codes here, once for all commands: 2 with one line for a user error, 1 with one
+line for a failure at run time; `--debug` (or SNNCTL_DEBUG=1) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import typer
+
+from snnctl import __version__, registry
+from snnctl.errors import UserError
+
+EXAMPLES = """
+Examples:
+
+  snnctl train --recipe digits-snn --out runs/digits-snn
+
+  snnctl bench runs/digits-snn --dataset digits --baseline runs/digits-ann
+
+  snnctl recipes list
+
+  snnctl plugins --json
+"""
+
+app = typer.Typer(
+    name="snnctl",
+    help="A command-line toolchain for spiking neural networks.",
+    epilog=EXAMPLES,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_debug = {"on": os.environ.get("SNNCTL_DEBUG", "") not in ("", "0")}
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"snnctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """A command-line toolchain for spiking neural networks: train, bench and more, one plugin each."""
+    if debug:
+        _debug["on"] = True
+
+
+def _register_commands() -> None:
+    """Add every installed command; one that fails to import is skipped with a warning, not fatal."""
+    for entry in registry.entries("commands").values():
+        try:
+            obj = entry.load()
+        except Exception as err:
+            print(
+                f"snnctl: warning: command '{entry.name}' from package '{entry.package}' failed to load "
+                f"({type(err).__name__}: {err}); skipped",
+                file=sys.stderr,
+            )
+            continue
+        if isinstance(obj, typer.Typer):
+            app.add_typer(obj, name=entry.name)
+        else:
+            app.command(name=entry.name)(obj)
+
+
+def main() -> None:
+    debug = _debug["on"] or "--debug" in sys.argv[1:]
+    try:
+        _register_commands()
+        app()
+    except UserError as err:
+        if debug or _debug["on"]:
+            traceback.print_exc()
+        print(f"snnctl: error: {err.line()}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("snnctl: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:
+        if debug or _debug["on"]:
+            traceback.print_exc()
+        print(f"snnctl: failed: {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Measurements shared by `train` and `bench`: accuracy, spikes, synaptic operations, energy, latency."""

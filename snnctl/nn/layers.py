@@ -1,0 +1,39 @@
+"""Glue that lets one network definition serve as an ANN and as its SNN twin.
+
+Inside an SNN the stateless layers (conv, linear, norm, pooling) see `[T*B, ...]`: time folded into
+the batch, so each runs as one big kernel over all T steps (the synaptic GEMM hoisted out of the time
+loop). Only the neurons unfold time again, through `SpikingActivation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+from snnctl.nn.neurons import SpikingNeuron
+
+
+class SpikingActivation(nn.Module):
+    """Unfold `[T*B, ...]` to `[T, B, ...]`, run the neuron over time, fold back."""
+
+    def __init__(self, neuron: SpikingNeuron) -> None:
+        super().__init__()
+        self.neuron = neuron
+        self.T = 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[0] % self.T:
+            raise ValueError(f"batch of {x.shape[0]} rows is not T={self.T} steps of equal batches")
+        seq = x.reshape(self.T, x.shape[0] // self.T, *x.shape[1:])
+        return self.neuron(seq).reshape(x.shape)
+
+
+ActivationFactory = Callable[[], nn.Module]
+
+
+def activation_factory(neuron_factory: Callable[[], SpikingNeuron] | None) -> ActivationFactory:
+    """ReLU for the ANN twin; a fresh spiking neuron per layer for the SNN twin."""
+    if neuron_factory is None:
+        return nn.ReLU
+    return lambda: SpikingActivation(neuron_factory())

@@ -1,0 +1,1 @@
+"""Training: the loop, checkpoints that resume exactly, learning-rate schedules."""

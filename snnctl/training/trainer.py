@@ -1,0 +1,222 @@
+"""The training loop, readable top to bottom: surrogate-gradient BPTT for SNNs, plain SGD for ANNs.
+
+Everything that decides the result is a function of (recipe, step): the batch order of an epoch comes
+from a generator seeded by (seed, epoch), the encoder's randomness from (seed, step), the learning
+rate from the step. So a run resumed from a checkpoint ends with the same weights as one that never
+stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from snnctl import registry
+from snnctl.artifact import make_manifest, save_bundle
+from snnctl.config import Recipe
+from snnctl.data import Dataset, load_dataset
+from snnctl.errors import UserError
+from snnctl.metrics.accuracy import accuracy
+from snnctl.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from snnctl.zoo import Network, build_network
+
+METRICS = "metrics.jsonl"
+StepCallback = Callable[[int, int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    metrics: dict[str, Any]
+
+
+def recipe_fingerprint(recipe: Recipe) -> str:
+    """What must match for --resume: everything but bookkeeping (checkpoint/log cadence)."""
+    data = recipe.model_dump(mode="json")
+    for key in ("checkpoint_every", "log_every"):
+        data["train"].pop(key)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def fill_shape_defaults(name: str, config: dict[str, Any], ds: Dataset) -> dict[str, Any]:
+    """Give the builder the dataset's input size and class count unless the recipe set them."""
+    params = inspect.signature(registry.load("models", name)).parameters
+    filled = dict(config)
+    if "num_classes" in params:
+        filled.setdefault("num_classes", ds.num_classes)
+    if "in_channels" in params:
+        filled.setdefault("in_channels", ds.input_shape[0])
+    if "in_features" in params:
+        filled.setdefault("in_features", math.prod(ds.input_shape))
+    return filled
+
+
+def learning_rate(step: int, total: int, recipe: Recipe) -> float:
+    t = recipe.train
+    if t.warmup_steps and step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    if t.schedule == "constant":
+        return t.lr
+    progress = (step - t.warmup_steps) / max(total - t.warmup_steps, 1)
+    return t.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    t = recipe.train
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+
+
+def build_from_recipe(recipe: Recipe, ds: Dataset) -> tuple[Network, dict[str, Any]]:
+    config = fill_shape_defaults(recipe.model.name, recipe.model.config, ds)
+    model = build_network(
+        recipe.model.name,
+        config,
+        kind=recipe.model.kind,
+        neuron=recipe.neuron.model_dump(),
+        encoding=recipe.encoding.type,
+        T=recipe.encoding.T,
+    )
+    return model, config
+
+
+def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def _rewind_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint, so a resumed log equals an uninterrupted one."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def train(
+    recipe: Recipe,
+    out: Path,
+    *,
+    resume: bool = False,
+    device: str = "cpu",
+    on_step: StepCallback | None = None,
+) -> TrainResult:
+    """Train the recipe's model, checkpointing into `out`; finish by writing a bundle to `out`."""
+    t = recipe.train
+    ds = load_dataset(
+        recipe.data.name, test_fraction=recipe.data.test_fraction, split_seed=recipe.data.split_seed,
+        **recipe.data.options,
+    )
+    torch.manual_seed(t.seed)
+    model, config = build_from_recipe(recipe, ds)
+    model.to(device)
+    optimizer = make_optimizer(model, recipe)
+    encoder_rng = torch.Generator(device=device)
+    model.generator = encoder_rng
+
+    out = Path(out)
+    ckpt_dir = out / "checkpoints"
+    metrics_path = out / METRICS
+    fingerprint = recipe_fingerprint(recipe)
+    n = len(ds.y_train)
+    steps_per_epoch = math.ceil(n / t.batch_size)
+    total = t.epochs * steps_per_epoch
+    step = 0
+    if resume:
+        info = load_checkpoint(ckpt_dir, model, optimizer)
+        if info.get("fingerprint") != fingerprint:
+            raise UserError(
+                "the checkpoint was made by a different recipe",
+                where=str(ckpt_dir / CHECKPOINT),
+                hint="resume with the same recipe and --set values, or train into a new --out",
+            )
+        step = int(info["step"])
+        _rewind_metrics(metrics_path, step)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        metrics_path.write_text("")
+        (ckpt_dir / CHECKPOINT).unlink(missing_ok=True)
+
+    x_train, y_train = ds.x_train.to(device), ds.y_train.to(device)
+    started = time.perf_counter()
+    order_epoch, order = -1, torch.empty(0, dtype=torch.long)
+    window_loss, window_correct, window_seen = 0.0, 0, 0
+    model.train()
+    with metrics_path.open("a") as log:
+        while step < total:
+            epoch, i = divmod(step, steps_per_epoch)
+            if epoch != order_epoch:
+                order_epoch, order = epoch, _epoch_order(t.seed, epoch, n).to(device)
+            idx = order[i * t.batch_size : (i + 1) * t.batch_size]
+            lr = learning_rate(step, total, recipe)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            encoder_rng.manual_seed(t.seed * 1_000_003 + step)
+
+            logits = model(x_train[idx])
+            loss = F.cross_entropy(logits, y_train[idx], label_smoothing=t.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if t.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            optimizer.step()
+            step += 1
+
+            window_loss += loss.item() * len(idx)
+            window_correct += int((logits.argmax(-1) == y_train[idx]).sum())
+            window_seen += len(idx)
+            info_line: dict[str, Any] = {}
+            end_of_epoch = step % steps_per_epoch == 0 or step == total
+            if step % t.log_every == 0 or end_of_epoch:
+                info_line = {
+                    "step": step, "epoch": epoch + 1, "lr": lr,
+                    "loss": window_loss / window_seen, "train_acc": window_correct / window_seen,
+                }
+                window_loss, window_correct, window_seen = 0.0, 0, 0
+            if end_of_epoch:
+                info_line["test_acc"] = accuracy(model, ds.x_test.to(device), ds.y_test.to(device))
+            if info_line:
+                log.write(json.dumps(info_line) + "\n")
+                log.flush()
+            if step % t.checkpoint_every == 0 or step == total:
+                save_checkpoint(ckpt_dir, model, optimizer, {"step": step, "fingerprint": fingerprint})
+            if on_step is not None:
+                on_step(step, total, info_line)
+
+    wall = time.perf_counter() - started
+    test_acc = accuracy(model, ds.x_test.to(device), ds.y_test.to(device))
+    metrics = {
+        "test_acc": test_acc,
+        "test_samples": len(ds.y_test),
+        "steps": total,
+        "epochs": t.epochs,
+        "train_wall_s": round(wall, 3),
+        "resumed": resume,
+    }
+    model.cpu()
+    model.generator = None
+    spiking = recipe.model.kind == "snn"
+    manifest = make_manifest(
+        zoo_name=recipe.model.name,
+        zoo_config=config,
+        kind=recipe.model.kind,
+        neuron=recipe.neuron.model_dump() if spiking else None,
+        T=recipe.encoding.T,
+        encoding=recipe.encoding.type,
+        recipe=recipe.model_dump(mode="json"),
+        seed=t.seed,
+        metrics={"dataset": ds.name, **metrics},
+    )
+    save_bundle(out, model, manifest)
+    return TrainResult(out=out, metrics=metrics)
