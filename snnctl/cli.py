@@ -60,8 +60,13 @@ def root(
         _debug["on"] = True
 
 
+_registered: list[str] = []
+
+
 def _register_commands() -> None:
     """Add every installed command; one that fails to import is skipped with a warning, not fatal."""
+    if _registered:
+        return
     for entry in registry.entries("commands").values():
         try:
             obj = entry.load()
@@ -76,23 +81,35 @@ def _register_commands() -> None:
             app.add_typer(obj, name=entry.name)
         else:
             app.command(name=entry.name)(obj)
+        _registered.append(entry.name)
 
 
-def main() -> None:
-    debug = _debug["on"] or "--debug" in sys.argv[1:]
+def run(argv: list[str]) -> int:
+    """Run one command line and return its exit code (0 ok, 1 failure at run time, 2 bad input)."""
+    debug = _debug["on"] or "--debug" in argv
     try:
         _register_commands()
-        app()
+        app(args=argv, prog_name="snnctl")
+    except SystemExit as done:  # click ends every standalone run this way, usage errors included
+        code = done.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except UserError as err:
         if debug or _debug["on"]:
             traceback.print_exc()
         print(f"snnctl: error: {err.line()}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     except KeyboardInterrupt:
         print("snnctl: interrupted", file=sys.stderr)
-        sys.exit(130)
+        return 130
     except Exception as err:
         if debug or _debug["on"]:
             traceback.print_exc()
         print(f"snnctl: failed: {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)
-        sys.exit(1)
+        return 1
+    finally:
+        _debug["on"] = os.environ.get("SNNCTL_DEBUG", "") not in ("", "0")
+    return 0
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

@@ -1,0 +1,107 @@
+"""`snnctl bench BUNDLE --dataset D [--baseline BUNDLE]`: measure a model, SNN against its ANN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from snnctl import config, ui
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+    return str(value)
+
+
+ROWS: list[tuple[str, Any]] = [
+    ("kind", lambda r: r["kind"]),
+    ("T (timesteps)", lambda r: r["T"]),
+    ("accuracy", lambda r: r["accuracy"]),
+    ("latency batch 1 p50 (ms)", lambda r: r["latency_b1_ms"]["p50"]),
+    ("latency batch 1 p95 (ms)", lambda r: r["latency_b1_ms"]["p95"]),
+    ("latency batched p50 (ms)", lambda r: r["latency_batch_ms"]["p50"]),
+    ("latency batched p95 (ms)", lambda r: r["latency_batch_ms"]["p95"]),
+    ("throughput (samples/s)", lambda r: r["throughput_per_s"]),
+    ("spikes / inference", lambda r: r["spikes_per_inference"]),
+    ("firing rate (all layers)", lambda r: r["firing_rate"]),
+    ("MACs / inference", lambda r: r["macs"]),
+    ("synaptic ops (AC) / inference", lambda r: r["sops"]),
+    ("energy, compute (nJ, est.)", lambda r: r["energy_nj"]["compute_nj"]),
+    ("energy, + memory (nJ, est.)", lambda r: r["energy_nj"]["with_memory_nj"]),
+    ("parameters", lambda r: r["params"]),
+    ("size on disk (bytes)", lambda r: r["size_bytes"]),
+]
+
+
+def command(
+    bundle: Path = typer.Argument(..., help="Bundle folder to measure (written by train, convert, ...)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name, e.g. digits."),
+    baseline: Path | None = typer.Option(None, "--baseline", help="A second bundle to compare against (the ANN)."),
+    latency_samples: int = typer.Option(100, "--latency-samples", min=1, help="Batch-1 calls to time."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Batch size for batched latency."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
+) -> None:
+    """Accuracy, latency (p50/p95), throughput, spikes, synaptic ops, energy estimate, size.
+
+    Energy figures are estimates from 45 nm constants, printed with the results.
+
+    Examples:
+
+      snnctl bench runs/digits-snn --dataset digits --baseline runs/digits-ann
+
+      snnctl bench runs/digits-snn --dataset digits --json
+    """
+    from snnctl.artifact import load_bundle
+    from snnctl.metrics import energy
+    from snnctl.metrics.bench import bench_bundle, dataset_for
+
+    run_device = config.prepare_runtime(device)
+    bundles = [load_bundle(bundle)] + ([load_bundle(baseline)] if baseline else [])
+    datasets = [dataset_for(b, dataset) for b in bundles]  # every input checked before any work
+    results = []
+    for b, ds in zip(bundles, datasets, strict=True):
+        ui.err.print(f"[dim]benchmarking {b.path} ...[/dim]")
+        results.append(
+            bench_bundle(b, ds, device=run_device, latency_samples=latency_samples, batch_size=batch_size)
+        )
+    report: dict[str, Any] = {"model": results[0], "baseline": results[1] if baseline else None,
+                              "energy_constants": energy.describe()}
+    if json_out:
+        ui.print_json(report)
+        return
+    table = Table(title=f"snnctl bench on {dataset} (test split, {results[0]['test_samples']} samples)")
+    table.add_column("metric")
+    for r in results:
+        table.add_column(Path(r["bundle"]).name, justify="right")
+    if baseline:
+        table.add_column("ratio", justify="right")
+    for label, get in ROWS:
+        values = [get(r) for r in results]
+        row = [label, *(_fmt(v) for v in values)]
+        if baseline:
+            a, b = values
+            numeric = isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool)
+            row.append(f"{a / b:.3g}x" if numeric and b else "-")
+        table.add_row(*row)
+    console = ui.out(json_out)
+    console.print(table)
+    if results[0]["layers"]:
+        layers = Table(title="Firing rate per spiking layer")
+        for col in ("layer", "neurons", "firing rate"):
+            layers.add_column(col)
+        for layer in results[0]["layers"]:
+            layers.add_row(layer["layer"], str(layer["neurons"]), f"{layer['firing_rate']:.4f}")
+        console.print(layers)
+    c = energy.CONSTANTS
+    console.print(
+        f"Energy is an ESTIMATE, not a measurement: e_mac={c.e_mac_pj} pJ, e_ac={c.e_ac_pj} pJ, "
+        f"e_mem={c.e_mem_pj} pJ per 32-bit access ({c.source}). {energy.FORMULA}. "
+        f"Latency on {run_device}, {results[0]['threads']} threads."
+    )

@@ -1,0 +1,5 @@
+"""`python -m snnctl` is the same as the `snnctl` command."""
+
+from snnctl.cli import main
+
+main()

@@ -1,0 +1,99 @@
+"""Count what a forward pass does: multiply-accumulates, spike-driven accumulates, spikes per layer.
+
+A synaptic layer (Conv, Linear) whose input holds only non-negative integers (binary or graded
+spikes) is event-driven: each spike costs one accumulate per outgoing synapse, so its synaptic
+operations are MACs * (spikes / inputs). Any other input (pixels, pooled averages) costs dense MACs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from snnctl.nn.layers import SpikingActivation
+
+SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def dense_macs(module: nn.Module, x: Tensor, y: Tensor) -> int:
+    """MACs of one call over the whole batch, as an ANN would do them."""
+    if isinstance(module, nn.Linear):
+        return x.numel() // x.shape[-1] * module.in_features * module.out_features
+    assert isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d)
+    per_output = module.in_channels // module.groups * int(torch.tensor(module.kernel_size).prod())
+    return y.numel() * per_output
+
+
+def is_spike_tensor(x: Tensor) -> bool:
+    return bool((x >= 0).all() and (x == torch.round(x)).all())
+
+
+@dataclass
+class LayerCount:
+    name: str
+    macs: float = 0.0
+    sops: float = 0.0
+    spikes: float = 0.0
+    neuron_steps: float = 0.0  # neuron updates (SNN) or activations computed (ANN)
+
+
+@dataclass
+class Activity:
+    layers: dict[str, LayerCount] = field(default_factory=dict)
+    samples: int = 0
+
+    def layer(self, name: str) -> LayerCount:
+        return self.layers.setdefault(name, LayerCount(name))
+
+    def total(self, attr: str) -> float:
+        return sum(getattr(c, attr) for c in self.layers.values())
+
+    def per_sample(self, attr: str) -> float:
+        return self.total(attr) / max(self.samples, 1)
+
+
+class ActivityMeter:
+    """Context manager that attaches counting hooks to a model and removes them on exit."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.activity = Activity()
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def __enter__(self) -> Activity:
+        for name, module in self.model.named_modules():
+            if isinstance(module, SYNAPTIC):
+                self._handles.append(module.register_forward_hook(self._synapse_hook(name)))
+            elif isinstance(module, SpikingActivation):
+                self._handles.append(module.register_forward_hook(self._neuron_hook(name, spiking=True)))
+            elif isinstance(module, nn.ReLU):
+                self._handles.append(module.register_forward_hook(self._neuron_hook(name, spiking=False)))
+        return self.activity
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _synapse_hook(self, name: str):
+        def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+            x = inputs[0]
+            macs = dense_macs(module, x, output)
+            count = self.activity.layer(name)
+            if is_spike_tensor(x):
+                count.sops += macs * float(x.sum()) / x.numel()
+            else:
+                count.macs += macs
+
+        return hook
+
+    def _neuron_hook(self, name: str, spiking: bool):
+        def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+            count = self.activity.layer(name)
+            count.neuron_steps += output.numel()
+            if spiking:
+                count.spikes += float(output.sum())
+
+        return hook

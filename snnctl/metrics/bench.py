@@ -1,0 +1,107 @@
+"""Benchmark one bundle on a dataset: accuracy, latency, activity, synaptic operations, energy, size."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from snnctl.artifact import Bundle
+from snnctl.data import Dataset, load_dataset
+from snnctl.errors import UserError
+from snnctl.metrics import energy
+from snnctl.metrics.accuracy import accuracy
+from snnctl.metrics.activity import ActivityMeter
+from snnctl.metrics.latency import percentile, time_calls
+
+
+def dataset_for(bundle: Bundle, name: str) -> Dataset:
+    """Load `name` the way the bundle was trained on it (same split and options) when that is known."""
+    recipe = bundle.manifest.get("recipe") or {}
+    data = recipe.get("data") or {}
+    if data.get("name") == name:
+        options = {"test_fraction": data["test_fraction"], "split_seed": data["split_seed"], **data["options"]}
+        return load_dataset(name, **options)
+    return load_dataset(name)
+
+
+def check_compatible(bundle: Bundle, ds: Dataset) -> None:
+    probe = ds.x_test[:2]
+    try:
+        with torch.no_grad():
+            logits = bundle.model(probe)
+    except RuntimeError as err:
+        raise UserError(
+            f"model does not accept {ds.name} inputs of shape {tuple(ds.input_shape)} ({str(err).splitlines()[0]})",
+            where=str(bundle.path),
+        ) from None
+    if logits.shape[-1] != ds.num_classes:
+        raise UserError(
+            f"model has {logits.shape[-1]} outputs but {ds.name} has {ds.num_classes} classes",
+            where=str(bundle.path),
+        )
+
+
+@torch.no_grad()
+def bench_bundle(
+    bundle: Bundle,
+    ds: Dataset,
+    *,
+    device: str = "cpu",
+    latency_samples: int = 100,
+    batch_size: int = 256,
+    batch_repeats: int = 10,
+) -> dict[str, Any]:
+    check_compatible(bundle, ds)
+    dev = torch.device(device)
+    model = bundle.model.to(dev).eval()
+    x, y = ds.x_test.to(dev), ds.y_test.to(dev)
+
+    acc = accuracy(model, x, y, batch_size=batch_size)
+    with ActivityMeter(model) as act:
+        for start in range(0, len(x), batch_size):
+            model(x[start : start + batch_size])
+        act.samples = len(x)
+
+    macs, sops = act.per_sample("macs"), act.per_sample("sops")
+    updates = act.per_sample("neuron_steps")
+    T = model.T if model.spiking else 1
+    layers = [
+        {
+            "layer": c.name,
+            "neurons": int(c.neuron_steps / act.samples / T),
+            "firing_rate": c.spikes / c.neuron_steps,
+        }
+        for c in act.layers.values()
+        if c.neuron_steps and model.spiking
+    ]
+
+    single = time_calls(lambda: model(x[:1]), calls=latency_samples, device=dev)
+    batch = x[:batch_size]
+    batched = time_calls(lambda: model(batch), calls=batch_repeats, device=dev)
+    params = sum(p.numel() for p in model.parameters())
+    return {
+        "bundle": str(bundle.path),
+        "model": bundle.name,
+        "kind": bundle.manifest["kind"],
+        "T": T if model.spiking else None,
+        "dataset": ds.name,
+        "test_samples": len(y),
+        "accuracy": acc,
+        "latency_b1_ms": {"p50": percentile(single, 50) * 1e3, "p95": percentile(single, 95) * 1e3},
+        "latency_batch_ms": {
+            "batch": len(batch), "p50": percentile(batched, 50) * 1e3, "p95": percentile(batched, 95) * 1e3,
+        },
+        "throughput_per_s": len(batch) / percentile(batched, 50),
+        "spikes_per_inference": act.per_sample("spikes") if model.spiking else None,
+        "firing_rate": (act.total("spikes") / act.total("neuron_steps")) if model.spiking else None,
+        "layers": layers,
+        "macs": macs,
+        "sops": sops,
+        "neuron_updates": updates,
+        "energy_nj": energy.estimate(macs, sops, updates),
+        "params": params,
+        "size_bytes": bundle.size_bytes,
+        "device": device,
+        "threads": torch.get_num_threads(),
+    }

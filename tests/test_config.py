@@ -1,0 +1,100 @@
+"""Recipes (extends, --set, validation errors) and settings (env vars, snnctl.toml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from snnctl.config import Settings, available_recipes, load_recipe, load_settings, parse_override
+from snnctl.errors import UserError
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_builtin_recipes_are_found():
+    assert {"digits-ann", "digits-snn"} <= set(available_recipes())
+
+
+def test_extends_merges_parent_tables_key_by_key():
+    snn = load_recipe("digits-snn")
+    assert snn.model.kind == "snn"  # from the child
+    assert snn.model.name == "cnn"  # from the parent
+    assert snn.model.config["channels"] == [16, 32, 64]
+    assert snn.train.lr == pytest.approx(3e-3)
+    assert snn.extends == "digits-ann"
+
+
+def test_set_overrides_typed_values_and_free_form_tables():
+    r = load_recipe("digits-snn", ["train.lr=1e-4", "encoding.T=8", "model.config.channels=[8, 8]",
+                                   "neuron.surrogate=sigmoid"])
+    assert r.train.lr == pytest.approx(1e-4)
+    assert r.encoding.T == 8
+    assert r.model.config["channels"] == [8, 8]
+    assert r.neuron.surrogate == "sigmoid"
+
+
+def test_parse_override_falls_back_to_strings():
+    assert parse_override("neuron.type=alif") == (["neuron", "type"], "alif")
+    assert parse_override("train.epochs=3") == (["train", "epochs"], 3)
+
+
+def test_set_on_a_missing_key_names_it_and_lists_the_real_ones():
+    with pytest.raises(UserError) as err:
+        load_recipe("digits-snn", ["train.lrr=1"])
+    assert "train.lrr" in err.value.line() and "lr" in err.value.hint
+
+
+def test_mistyped_key_in_a_file_names_file_key_and_expected(tmp_path: Path):
+    path = write(tmp_path / "r.toml", '[model]\nname = "mlp"\n[train]\nepochz = 3\n')
+    with pytest.raises(UserError) as err:
+        load_recipe(str(path))
+    line = err.value.line()
+    assert str(path) in line and "train.epochz: unknown key" in line and "epochs" in line
+
+
+def test_wrong_type_names_the_key_path(tmp_path: Path):
+    path = write(tmp_path / "r.toml", '[model]\nname = "mlp"\n[train]\nepochs = "many"\n')
+    with pytest.raises(UserError, match=r"train\.epochs"):
+        load_recipe(str(path))
+
+
+def test_extends_a_file_and_detects_loops(tmp_path: Path):
+    write(tmp_path / "base.toml", '[model]\nname = "mlp"\nkind = "ann"\n')
+    child = write(tmp_path / "child.toml", 'extends = "base.toml"\n[train]\nepochs = 2\n')
+    r = load_recipe(str(child))
+    assert (r.model.name, r.train.epochs) == ("mlp", 2)
+    write(tmp_path / "a.toml", 'extends = "b.toml"\n')
+    write(tmp_path / "b.toml", 'extends = "a.toml"\n')
+    with pytest.raises(UserError, match="loop"):
+        load_recipe(str(tmp_path / "a.toml"))
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path):
+    path = write(tmp_path / "bad.toml", "[model\n")
+    with pytest.raises(UserError, match="not valid TOML"):
+        load_recipe(str(path))
+
+
+def test_unknown_recipe_lists_the_available_ones():
+    with pytest.raises(UserError) as err:
+        load_recipe("no-such-recipe")
+    assert "digits-snn" in err.value.hint
+
+
+def test_settings_from_env_override_the_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    cfg = write(tmp_path / "snnctl.toml", 'device = "cpu"\nthreads = 3\nlog_level = "info"\n')
+    monkeypatch.setenv("SNNCTL_CONFIG", str(cfg))
+    monkeypatch.setenv("SNNCTL_THREADS", "1")
+    s = Settings()
+    assert (s.device, s.threads, s.log_level) == ("cpu", 1, "info")
+    assert s.cache == s.home.expanduser() / "cache"
+
+
+def test_bad_settings_are_a_user_error(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SNNCTL_THREADS", "zero")
+    with pytest.raises(UserError, match="threads"):
+        load_settings()
