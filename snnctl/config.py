@@ -113,7 +113,7 @@ class NeuronSection(Strict):
     reset: Literal["subtract", "zero"] = "subtract"
     v_init: float = Field(default=0.0, description="initial membrane potential, as a fraction of threshold")
     surrogate: Literal["atan", "sigmoid", "fast_sigmoid", "triangle"] = "atan"
-    surrogate_width: float = Field(default=0.5, gt=0, description="how far from threshold the surrogate gradient reaches")
+    surrogate_width: float = Field(default=0.5, gt=0, description="reach of the surrogate gradient around threshold")
     detach_reset: bool = False
     adapt_decay: float = Field(default=0.95, ge=0, le=1, description="alif: decay of the threshold trace")
     adapt_scale: float = Field(default=0.2, ge=0, description="alif: threshold increase per spike")

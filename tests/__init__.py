@@ -1,0 +1,1 @@
+"""snnctl test suite."""
