@@ -1,4 +1,4 @@
-"""Spiking neuron modules: thin stateful-free wrappers over `snnctl.nn.functional`.
+"""Spiking neuron modules: thin wrappers, holding no state between calls, over `snnctl.nn.functional`.
 
 Every module is multi-step: it takes a whole sequence `[T, B, ...]` and starts each call from its
 initial potential, so state is reset between sequences by construction. `run(x, state)` carries
