@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.snnctl-installed
 RUNS ?= runs
 
-.PHONY: setup demo test test-fast lint bench-layer clean
+.PHONY: setup demo test test-fast lint bench-layer bench-kernels kernels clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps --ignore-requires-python lava-nc==0.10.0
 	$(BIN)/pip install -q 'asteval<0.10' networkx
+	$(MAKE) kernels
 	touch $(STAMP)
+
+# The native CPU kernel (fused LIF forward/backward, OpenMP), loaded through ctypes. Without it the
+# fused PyTorch path is used, so a machine with no C compiler still works, only slower.
+KERNEL_SO := snnctl/nn/kernels/_lif.so
+kernels: $(KERNEL_SO)
+$(KERNEL_SO): snnctl/nn/kernels/lif.c
+	$(CC) -O3 -march=native -fopenmp -shared -fPIC $< -o $@ -lm
 
 demo: setup
 	$(BIN)/snnctl train --recipe digits-ann --out $(RUNS)/digits-ann
@@ -37,5 +45,12 @@ lint: setup
 bench-layer: setup
 	$(BIN)/python benchmarks/layer_speed.py
 
+# Peers (snnTorch, SpikingJelly, Norse) are benchmark-only, installed here, not by setup. --no-deps:
+# their declared torchvision/torchaudio would replace the CPU torch with a multi-GB CUDA build.
+PEERS := snntorch==1.0.0 spikingjelly==2.0.0 norse==1.1.0 nir nirtorch loguru h5py
+bench-kernels: setup
+	$(BIN)/pip install -q --no-deps $(PEERS)
+	$(BIN)/python benchmarks/kernels.py --save benchmarks/results/kernels.json
+
 clean:
-	rm -rf $(VENV) $(RUNS) build *.egg-info
+	rm -rf $(VENV) $(RUNS) build *.egg-info $(KERNEL_SO)

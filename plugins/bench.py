@@ -46,6 +46,9 @@ def command(
     latency_samples: int = typer.Option(100, "--latency-samples", min=1, help="Batch-1 calls to time."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Batch size for batched latency."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
+    kernel: str | None = typer.Option(
+        None, "--kernel", help="Neuron kernel: auto (fused, default), c, torch, or reference (readable loop)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
     """Accuracy, latency (p50/p95), throughput, spikes, synaptic ops, energy estimate, size.
@@ -62,7 +65,7 @@ def command(
     from snnctl.metrics import energy
     from snnctl.metrics.bench import bench_bundle, dataset_for
 
-    run_device = config.prepare_runtime(device)
+    run_device = config.prepare_runtime(device, kernel)
     bundles = [load_bundle(bundle)] + ([load_bundle(baseline)] if baseline else [])
     datasets = [dataset_for(b, dataset) for b in bundles]  # every input checked before any work
     results = []

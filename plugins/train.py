@@ -16,6 +16,9 @@ def command(
     out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (bundle, checkpoints, metrics)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto (settings default)."),
+    kernel: str | None = typer.Option(
+        None, "--kernel", help="Neuron kernel: auto (fused, default), c, torch, or reference (readable loop)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the final metrics as JSON on stdout."),
 ) -> None:
     """Train a model from a TOML recipe and write a bundle (model.safetensors + snnctl.json).
@@ -33,7 +36,7 @@ def command(
     from snnctl.training.trainer import train
 
     spec = config.load_recipe(recipe, overrides)
-    run_device = config.prepare_runtime(device)
+    run_device = config.prepare_runtime(device, kernel)
     out = out or Path("runs") / spec.name
     label = f"train {spec.name} ({spec.model.kind})"
     bar = ui.progress()  # started at the first step, so bad input fails before any output

@@ -80,10 +80,16 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def prepare_runtime(device: str | None = None) -> str:
-    """Apply the settings a command needs before torch work (threads) and pick the device."""
+def prepare_runtime(device: str | None = None, kernel: str | None = None) -> str:
+    """Apply the settings a command needs before torch work (threads, neuron kernel); pick the device."""
     import torch
 
+    from snnctl.nn import kernels
+
+    if kernel is not None:
+        if kernel not in kernels.KERNELS:
+            raise UserError(f"unknown kernel '{kernel}'", hint=f"use one of: {', '.join(kernels.KERNELS)}")
+        kernels.set_default(kernel)
     settings = load_settings()
     if settings.threads:
         torch.set_num_threads(settings.threads)

@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from snnctl.nn import functional as F
+from snnctl.nn import kernels
+from snnctl.nn.kernels import lif as fused
 from snnctl.nn.surrogate import surrogate as make_surrogate
 
 
@@ -51,8 +53,12 @@ class SpikingNeuron(nn.Module, ABC):
         surrogate: str = "atan",
         surrogate_width: float = 0.5,
         detach_reset: bool = False,
+        kernel: str | None = None,
     ) -> None:
         super().__init__()
+        if kernel is not None and kernel not in kernels.KERNELS:
+            raise ValueError(f"unknown kernel '{kernel}'; known: {', '.join(kernels.KERNELS)}")
+        self.kernel = kernel  # None: follow snnctl.nn.kernels.default() (what --kernel sets)
         if reset not in ("subtract", "zero"):
             raise ValueError(f"reset must be 'subtract' or 'zero', got {reset!r}")
         self.register_buffer("threshold", torch.tensor(float(threshold)))
@@ -60,6 +66,18 @@ class SpikingNeuron(nn.Module, ABC):
         self.v_init = float(v_init)
         self.sg = make_surrogate(surrogate, surrogate_width)
         self.detach_reset = detach_reset
+
+    def _lif(self, x: Tensor, v: Tensor, decay: Tensor) -> tuple[Tensor, Tensor]:
+        """LIF dynamics through the chosen kernel: fused (C or torch) by default, reference on request."""
+        kernel = self.kernel or kernels.default()
+        if kernel == "reference":
+            return F.lif(x, v, decay=decay, threshold=self.threshold, sg=self.sg, reset=self.reset,
+                         detach_reset=self.detach_reset)
+        native = kernel == "c" or (kernel == "auto" and fused.c_fits(x, decay, self.threshold))
+        if native and not fused.c_fits(x, decay, self.threshold):
+            raise ValueError("kernel 'c' needs float32 CPU input and scalar decay/threshold; use 'auto'")
+        return fused.lif(x, v, decay=decay, threshold=self.threshold, sg=self.sg, reset=self.reset,
+                         detach_reset=self.detach_reset, native=native)
 
     def initial_state(self, x0: Tensor) -> Any:
         """Membrane at t = 0: v_init (a fraction of threshold) everywhere."""
@@ -89,10 +107,7 @@ class LIF(SpikingNeuron):
 
     def run(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         v = self.initial_state(x[0]) if state is None else state
-        return F.lif(
-            x, v, decay=self.decay, threshold=self.threshold, sg=self.sg,
-            reset=self.reset, detach_reset=self.detach_reset,
-        )
+        return self._lif(x, v, self.decay)
 
     def extra_repr(self) -> str:
         return f"decay={self.decay.item():.4g}, " + super().extra_repr()
@@ -174,7 +189,4 @@ class LearnableLIF(SpikingNeuron):
 
     def run(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         v = self.initial_state(x[0]) if state is None else state
-        return F.lif(
-            x, v, decay=self.decay, threshold=self.threshold, sg=self.sg,
-            reset=self.reset, detach_reset=self.detach_reset,
-        )
+        return self._lif(x, v, self.decay)
