@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 KERNEL_SO := snnctl/nn/kernels/_lif.so
 kernels: $(KERNEL_SO)
 $(KERNEL_SO): snnctl/nn/kernels/lif.c
-	$(CC) -O3 -march=native -fopenmp -shared -fPIC $< -o $@ -lm
+	$(CC) -O3 -march=native -fno-math-errno -fno-trapping-math -fopenmp -shared -fPIC $< -o $@ -lm
 
 demo: setup
 	$(BIN)/snnctl train --recipe digits-ann --out $(RUNS)/digits-ann

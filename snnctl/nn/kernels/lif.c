@@ -13,16 +13,6 @@
 #define CHUNK 512
 #define HALF_PI 1.57079632679489661923f
 
-static inline float surrogate(int kind, float x, float w) {
-    float a = x / w;
-    switch (kind) {
-    case 0: { float z = HALF_PI * a; return (0.5f / w) / (1.0f + z * z); }
-    case 1: { float s = 1.0f / (1.0f + expf(-a)); return s * (1.0f - s) / w; }
-    case 2: { float d = 1.0f + fabsf(a); return 0.5f / w / (d * d); }
-    default: { float t = 1.0f - fabsf(a); return t > 0.0f ? t / w : 0.0f; }
-    }
-}
-
 /* x, s, h: [T, M]; v0: [M] (in), v_out: [M] (out). reset: 0 subtract, 1 zero. */
 void lif_forward(const float *x, const float *v0, float *s, float *h, float *v_out,
                  int64_t T, int64_t M, float decay, float threshold, int reset) {
@@ -48,46 +38,84 @@ void lif_forward(const float *x, const float *v0, float *s, float *h, float *v_o
     }
 }
 
-/* gs: [T, M] grad of spikes; gv: [M] grad of the final membrane (may be all zero).
- * Writes dx [T, M], dv0 [M]; returns sum_t dh_t * v_{t-1} (the decay gradient) when want_decay. */
-double lif_backward(const float *gs, const float *gv, const float *h, const float *v0,
+/* Surrogate derivative in a = (h - theta) / w; `kind` is a compile-time constant at every call site. */
+static inline __attribute__((always_inline)) float sg(int kind, float a, float inv_w) {
+    if (kind == 0) return (0.5f * inv_w) / (1.0f + (HALF_PI * a) * (HALF_PI * a));
+    if (kind == 1) return inv_w / ((1.0f + expf(-a)) * (1.0f + expf(a)));
+    if (kind == 2) return (0.5f * inv_w) / ((1.0f + fabsf(a)) * (1.0f + fabsf(a)));
+    return fmaxf(1.0f - fabsf(a), 0.0f) * inv_w;
+}
+
+/* One reverse-time pass over a chunk of n neurons. Reset and detach are folded into coefficients:
+ *   v_t = h_t - s_t * (k_sub * theta + k_zero * h_t),  so  dv_t/dh_t = 1 - k_zero * s_t  (direct)
+ *   and dv_t/ds_t = -(k_sub * theta + k_zero * h_t), dropped (k_through = 0) for a detached reset.
+ * `bcast` (constant): the spike gradient is one value for every neuron-step (a plain loss.sum()). */
+static inline __attribute__((always_inline)) void backward_chunk(
+    int kind, int bcast, const float *restrict gs, const float *restrict h, float *restrict dx,
+    float *restrict dv, int64_t T, int64_t M, int64_t i0, int64_t n, float decay, float threshold,
+    float inv_w, float k_sub, float k_zero, float k_through) {
+    const float g0 = bcast ? gs[0] : 0.0f;
+    for (int64_t t = T - 1; t >= 0; t--) {
+        const float *restrict ht = h + t * M + i0;
+        const float *restrict gst = gs + (bcast ? 0 : t * M + i0);
+        float *restrict dxt = dx + t * M + i0;
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            float hh = ht[i];
+            float sp = hh >= threshold ? 1.0f : 0.0f;
+            float g = sg(kind, (hh - threshold) * inv_w, inv_w);
+            float gsi = bcast ? g0 : gst[i];
+            float dvi = dv[i];
+            float dh = (gsi - k_through * dvi * (k_sub * threshold + k_zero * hh)) * g + dvi * (1.0f - k_zero * sp);
+            dxt[i] = dh;
+            dv[i] = dh * decay;
+        }
+    }
+}
+
+#define DISPATCH(KIND)                                                                                     \
+    (bcast ? backward_chunk(KIND, 1, gs, h, dx, dv, T, M, i0, n, decay, threshold, inv_w, k_sub, k_zero, k_through) \
+           : backward_chunk(KIND, 0, gs, h, dx, dv, T, M, i0, n, decay, threshold, inv_w, k_sub, k_zero, k_through))
+
+/* The decay gradient needs v_{t-1}; it is only wanted for a learnable leak, so it has its own pass:
+ * sum_t dh_t * v_{t-1}, with v_{t-1} recomputed from h_{t-1} (or v0 at t = 0). */
+static double decay_grad(const float *dx, const float *h, const float *v0, int64_t T, int64_t M,
+                         float threshold, float k_sub, float k_zero) {
+    double total = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : total)
+    for (int64_t i = 0; i < M; i++) {
+        double local = (double)dx[i] * v0[i];
+        for (int64_t t = 1; t < T; t++) {
+            float hp = h[(t - 1) * M + i], sp = hp >= threshold ? 1.0f : 0.0f;
+            float vp = hp - sp * (k_sub * threshold + k_zero * hp);
+            local += (double)dx[t * M + i] * vp;
+        }
+        total += local;
+    }
+    return total;
+}
+
+/* gs: grad of spikes, [T, M] (gs_step = M) or one broadcast value (gs_step = 0); gv: [M] grad of the
+ * final membrane. Writes dx [T, M] and dv0 [M]; returns the decay gradient when want_decay. */
+double lif_backward(const float *gs, int64_t gs_step, const float *gv, const float *h, const float *v0,
                     float *dx, float *dv0, int64_t T, int64_t M, float decay, float threshold,
                     int reset, int detach_reset, int kind, float width, int want_decay) {
+    const float k_sub = reset == 0 ? 1.0f : 0.0f, k_zero = 1.0f - k_sub;
+    const float k_through = detach_reset ? 0.0f : 1.0f, inv_w = 1.0f / width;
     int64_t chunks = (M + CHUNK - 1) / CHUNK;
-    double ddecay = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : ddecay)
+#pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < chunks; c++) {
         int64_t i0 = c * CHUNK, n = (M - i0) < CHUNK ? (M - i0) : CHUNK;
         float dv[CHUNK];
         for (int64_t i = 0; i < n; i++) dv[i] = gv[i0 + i];
-        double local = 0.0;
-        for (int64_t t = T - 1; t >= 0; t--) {
-            const float *ht = h + t * M + i0, *gst = gs + t * M + i0;
-            const float *hprev = t > 0 ? h + (t - 1) * M + i0 : 0;
-            float *dxt = dx + t * M + i0;
-#pragma omp simd reduction(+ : local)
-            for (int64_t i = 0; i < n; i++) {
-                float hh = ht[i];
-                float sp = hh >= threshold ? 1.0f : 0.0f;
-                float g = surrogate(kind, hh - threshold, width);
-                float through_spike = detach_reset ? 0.0f : dv[i] * (reset == 0 ? -threshold : -hh);
-                float dh = (gst[i] + through_spike) * g + dv[i] * (reset == 0 ? 1.0f : 1.0f - sp);
-                dxt[i] = dh;
-                if (want_decay) {
-                    float vp;
-                    if (hprev) {
-                        float hp = hprev[i], spp = hp >= threshold ? 1.0f : 0.0f;
-                        vp = reset == 0 ? hp - spp * threshold : hp * (1.0f - spp);
-                    } else {
-                        vp = v0[i0 + i];
-                    }
-                    local += (double)(dh * vp);
-                }
-                dv[i] = dh * decay;
-            }
+        const int bcast = gs_step == 0;
+        switch (kind) {
+        case 0: DISPATCH(0); break;
+        case 1: DISPATCH(1); break;
+        case 2: DISPATCH(2); break;
+        default: DISPATCH(3); break;
         }
         for (int64_t i = 0; i < n; i++) dv0[i0 + i] = dv[i];
-        ddecay += local;
     }
-    return ddecay;
+    return want_decay ? decay_grad(dx, h, v0, T, M, threshold, k_sub, k_zero) : 0.0;
 }

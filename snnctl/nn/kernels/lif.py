@@ -58,18 +58,23 @@ class FusedLIF(torch.autograd.Function):
     def backward(ctx, gs, gv):  # type: ignore[override]
         h, v0, decay, threshold = ctx.saved_tensors
         want_decay = ctx.needs_input_grad[2]
-        gs = torch.zeros_like(h) if gs is None else gs.contiguous()
+        if gs is None:
+            gs = torch.zeros(1, dtype=h.dtype)
+        broadcast = ctx.native and gs.numel() > 0 and all(st == 0 for st in gs.stride())  # loss.sum()
+        gs = gs.reshape(-1)[:1] if broadcast else gs.contiguous()
         gv = torch.zeros_like(v0) if gv is None else gv.contiguous()
         subtract = ctx.reset == "subtract"
         if ctx.native:
             dx, dv0 = torch.empty_like(h), torch.empty_like(v0)
             dd = clib().lif_backward(
-                _ptr(gs), _ptr(gv), _ptr(h), _ptr(v0), _ptr(dx), _ptr(dv0), h.shape[0], v0.numel(),
+                _ptr(gs), 0 if broadcast else v0.numel(), _ptr(gv), _ptr(h), _ptr(v0), _ptr(dx), _ptr(dv0),
+                h.shape[0], v0.numel(),
                 float(decay), float(threshold), 0 if subtract else 1, int(ctx.detach_reset),
                 _SURROGATE_CODE[ctx.sg.name], float(ctx.sg.width), int(want_decay),
             )
             ddecay = torch.tensor(dd, dtype=decay.dtype) if want_decay else None
             return dx, dv0, ddecay, None, None, None, None, None
+        gs = gs.expand_as(h)
         dx = torch.empty_like(h)
         dv = gv
         ddecay = torch.zeros_like(decay) if want_decay else None
