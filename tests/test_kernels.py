@@ -89,3 +89,27 @@ def test_learnable_leak_gets_the_same_gradient_through_fused_kernels():
         neuron(x).sum().backward()
         grads.append(neuron.w.grad)
     assert torch.allclose(grads[0], grads[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize(("name", "reset", "detach"), CASES)
+@pytest.mark.parametrize("neuron", ["alif", "graded"])
+def test_fused_adaptive_and_graded_equal_reference_in_float64(neuron, name, reset, detach):
+    from snnctl.nn import AdaptiveLIF, GradedLIF
+
+    torch.manual_seed(0)
+    x = (torch.randn(20, 3, 7, dtype=torch.float64) * 1.2 + 0.6).requires_grad_()
+    results = []
+    for kernel in ("reference", "torch"):
+        common = {"surrogate": name, "reset": reset, "detach_reset": detach, "kernel": kernel, "v_init": 0.3}
+        if neuron == "alif":
+            module = AdaptiveLIF(tau=4.0, adapt_scale=0.3, adapt_decay=0.9, **common).double()
+        else:
+            module = GradedLIF(levels=3, threshold=0.5, decay=0.9, **common).double()
+        spikes, state = module.run(x)
+        finals = state if isinstance(state, tuple) else (state,)
+        weights = torch.linspace(-1, 1, spikes.numel(), dtype=torch.float64).view_as(spikes)
+        loss = (spikes * weights).sum() + sum(0.5 * f.sum() for f in finals)
+        results.append((spikes, *finals, *torch.autograd.grad(loss, x)))
+    assert results[0][0].sum() > 0
+    for a, b in zip(*results, strict=True):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)

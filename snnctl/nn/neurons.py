@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from snnctl.nn import functional as F
 from snnctl.nn import kernels
 from snnctl.nn.kernels import lif as fused
+from snnctl.nn.kernels import others as fused_others
 from snnctl.nn.surrogate import surrogate as make_surrogate
 
 
@@ -67,9 +68,12 @@ class SpikingNeuron(nn.Module, ABC):
         self.sg = make_surrogate(surrogate, surrogate_width)
         self.detach_reset = detach_reset
 
+    def _kernel(self) -> str:
+        return self.kernel or kernels.default()
+
     def _lif(self, x: Tensor, v: Tensor, decay: Tensor) -> tuple[Tensor, Tensor]:
         """LIF dynamics through the chosen kernel: fused (C or torch) by default, reference on request."""
-        kernel = self.kernel or kernels.default()
+        kernel = self._kernel()
         if kernel == "reference":
             return F.lif(x, v, decay=decay, threshold=self.threshold, sg=self.sg, reset=self.reset,
                          detach_reset=self.detach_reset)
@@ -143,7 +147,8 @@ class AdaptiveLIF(SpikingNeuron):
 
     def run(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Any]:
         v, a = self.initial_state(x[0]) if state is None else state
-        s, v, a = F.adaptive_lif(
+        impl = F.adaptive_lif if self._kernel() == "reference" else fused_others.adaptive_lif
+        s, v, a = impl(
             x, v, a, decay=self.decay, threshold=self.threshold, adapt_decay=self.adapt_decay,
             adapt_scale=self.adapt_scale, sg=self.sg, reset=self.reset, detach_reset=self.detach_reset,
         )
@@ -168,7 +173,8 @@ class GradedLIF(SpikingNeuron):
 
     def run(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         v = self.initial_state(x[0]) if state is None else state
-        return F.graded_lif(
+        impl = F.graded_lif if self._kernel() == "reference" else fused_others.graded_lif
+        return impl(
             x, v, decay=self.decay, threshold=self.threshold, levels=self.levels, sg=self.sg,
             reset=self.reset, detach_reset=self.detach_reset,
         )
