@@ -36,7 +36,7 @@ def test_torch_fused_equals_reference_in_float64(name, reset, detach):
     kw = {"threshold": torch.tensor(1.0, dtype=torch.float64), "sg": sg, "reset": reset, "detach_reset": detach}
     ref, got = run_both(
         lambda x, v, d: F.lif(x, v, decay=d, **kw),
-        lambda x, v, d: fused.lif(x, v, decay=d, native=False, **kw),
+        lambda x, v, d: fused.lif(x, v, decay=d, kernel="torch", **kw),
         torch.float64,
     )
     assert ref[0].sum() > 0  # the case fires, so the reset path is exercised
@@ -51,7 +51,7 @@ def test_native_kernel_equals_reference_in_float32(name, reset, detach):
     kw = {"threshold": torch.tensor(1.0), "sg": sg, "reset": reset, "detach_reset": detach}
     ref, got = run_both(
         lambda x, v, d: F.lif(x, v, decay=d, **kw),
-        lambda x, v, d: fused.lif(x, v, decay=d, native=True, **kw),
+        lambda x, v, d: fused.lif(x, v, decay=d, kernel="c", **kw),
         torch.float32,
     )
     assert torch.equal(ref[0], got[0])
@@ -113,3 +113,40 @@ def test_fused_adaptive_and_graded_equal_reference_in_float64(neuron, name, rese
     assert results[0][0].sum() > 0
     for a, b in zip(*results, strict=True):
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+cuda_triton = pytest.mark.skipif(fused.triton_module() is None, reason="needs CUDA and Triton")
+
+
+@cuda_triton
+@pytest.mark.parametrize(("name", "reset", "detach"), CASES)
+def test_triton_kernel_equals_reference_on_gpu(name, reset, detach):
+    sg = surrogate(name, 0.5)
+    kw = {"threshold": torch.tensor(1.0, device="cuda"), "sg": sg, "reset": reset, "detach_reset": detach}
+
+    def on_gpu(fn):
+        def run(x, v, d):
+            return fn(x.cuda(), v.cuda(), d.cuda())
+
+        return run
+
+    ref, got = run_both(
+        on_gpu(lambda x, v, d: F.lif(x, v, decay=d, **kw)),
+        on_gpu(lambda x, v, d: fused.lif(x, v, decay=d, kernel="triton", **kw)),
+        torch.float32,
+    )
+    assert torch.equal(ref[0], got[0])
+    for a, b in zip(ref[1:], got[1:], strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@cuda_triton
+def test_auto_uses_triton_on_gpu_and_matches_for_a_sum_loss():
+    x = (torch.rand(50, 8, 3000, device="cuda") * 1.5).requires_grad_()
+    assert fused.choose("auto", x, torch.tensor(0.5, device="cuda"), torch.tensor(1.0, device="cuda")) == "triton"
+    grads = []
+    for kernel in ("reference", "auto"):
+        x.grad = None
+        LIF(tau=2.0, kernel=kernel).cuda()(x).sum().backward()
+        grads.append(x.grad.clone())
+    assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-5)

@@ -77,11 +77,8 @@ class SpikingNeuron(nn.Module, ABC):
         if kernel == "reference":
             return F.lif(x, v, decay=decay, threshold=self.threshold, sg=self.sg, reset=self.reset,
                          detach_reset=self.detach_reset)
-        native = kernel == "c" or (kernel == "auto" and fused.c_fits(x, decay, self.threshold))
-        if native and not fused.c_fits(x, decay, self.threshold):
-            raise ValueError("kernel 'c' needs float32 CPU input and scalar decay/threshold; use 'auto'")
         return fused.lif(x, v, decay=decay, threshold=self.threshold, sg=self.sg, reset=self.reset,
-                         detach_reset=self.detach_reset, native=native)
+                         detach_reset=self.detach_reset, kernel=kernel)
 
     def initial_state(self, x0: Tensor) -> Any:
         """Membrane at t = 0: v_init (a fraction of threshold) everywhere."""

@@ -1,7 +1,8 @@
 """Fast multi-step neuron kernels, selected automatically; the reference loops stay the definition.
 
 `kernel` names, for modules and `--kernel`:
-- `auto` (default): the native C kernel when it is built and the input fits it, else `torch`.
+- `auto` (default): `triton` for CUDA input, `c` for CPU input, where they fit; else `torch`.
+- `triton`: fused forward/backward on CUDA GPUs (float32), when Triton is installed.
 - `c`: fused forward/backward in C with OpenMP (built by `make setup`; float32, CPU).
 - `torch`: the same fused algorithm in PyTorch ops: forward under no_grad saving only h, one
   reverse-time backward loop. Any dtype and device.
@@ -16,7 +17,7 @@ import os
 from functools import cache
 from pathlib import Path
 
-KERNELS = ("auto", "c", "torch", "reference")
+KERNELS = ("auto", "c", "triton", "torch", "reference")
 _LIB = Path(__file__).with_name("_lif.so")
 _default = {"kernel": "auto"}
 
