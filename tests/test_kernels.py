@@ -23,7 +23,7 @@ def run_both(fn_a, fn_b, dtype, learn_decay=True):
     results = []
     for fn in (fn_a, fn_b):
         s, v = fn(x, v0, 1 - torch.sigmoid(w))
-        weights = torch.linspace(-1, 1, s.numel(), dtype=dtype).view_as(s)
+        weights = torch.linspace(-1, 1, s.numel(), dtype=dtype, device=s.device).view_as(s)
         loss = (s * weights).sum() + 0.7 * v.sum()
         inputs = (x, v0, w) if learn_decay else (x, v0)
         results.append((s, v, *torch.autograd.grad(loss, inputs)))
