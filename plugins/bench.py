@@ -19,12 +19,18 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _paths(stream: dict[str, Any] | None) -> str | None:
+    return None if stream is None else f"{stream['event_layer_calls']}/{stream['dense_layer_calls']}"
+
+
 ROWS: list[tuple[str, Any]] = [
     ("kind", lambda r: r["kind"]),
     ("T (timesteps)", lambda r: r["T"]),
     ("accuracy", lambda r: r["accuracy"]),
     ("latency batch 1 p50 (ms)", lambda r: r["latency_b1_ms"]["p50"]),
     ("latency batch 1 p95 (ms)", lambda r: r["latency_b1_ms"]["p95"]),
+    ("streaming b1 p50 (ms)", lambda r: r["latency_stream_ms"] and r["latency_stream_ms"]["p50"]),
+    ("streaming layer calls event/dense", lambda r: _paths(r["latency_stream_ms"])),
     ("latency batched p50 (ms)", lambda r: r["latency_batch_ms"]["p50"]),
     ("latency batched p95 (ms)", lambda r: r["latency_batch_ms"]["p95"]),
     ("throughput (samples/s)", lambda r: r["throughput_per_s"]),

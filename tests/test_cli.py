@@ -109,6 +109,9 @@ def test_bench_json_compares_snn_with_ann(cli, trained):
     assert len(snn["layers"]) == 2 and all(0 <= layer["firing_rate"] <= 1 for layer in snn["layers"])
     assert ann["sops"] == 0 and ann["macs"] > 0 and snn["sops"] > 0
     assert snn["latency_b1_ms"]["p95"] >= snn["latency_b1_ms"]["p50"] > 0
+    stream = snn["latency_stream_ms"]
+    assert stream["p50"] > 0 and stream["event_layer_calls"] + stream["dense_layer_calls"] > 0
+    assert ann["latency_stream_ms"] is None
     assert snn["params"] == ann["params"]
     assert "estimate" in report["energy_constants"]["note"] and report["energy_constants"]["e_mac_pj"] == 4.6
 

@@ -8,11 +8,13 @@ import torch
 
 from snnctl.artifact import Bundle
 from snnctl.data import Dataset, load_dataset
+from snnctl.data.encoders import encode
 from snnctl.errors import UserError
 from snnctl.metrics import energy
 from snnctl.metrics.accuracy import accuracy
 from snnctl.metrics.activity import ActivityMeter
 from snnctl.metrics.latency import percentile, time_calls
+from snnctl.nn.events import Streamer
 
 
 def dataset_for(bundle: Bundle, name: str) -> Dataset:
@@ -40,6 +42,22 @@ def check_compatible(bundle: Bundle, ds: Dataset) -> None:
             f"model has {logits.shape[-1]} outputs but {ds.name} has {ds.num_classes} classes",
             where=str(bundle.path),
         )
+
+
+def streaming_latency(model: torch.nn.Module, x: torch.Tensor, calls: int, device: torch.device) -> dict[str, Any]:
+    """Batch-1 streaming: one sample fed step by step with state carried (`Streamer`), where layers
+    fed by sparse binary spikes take the event path on their own. Milliseconds per whole inference."""
+    streamer = Streamer(model)
+    seq = encode(x[:1], model.T, model.encoding, model.generator)
+
+    def infer() -> None:
+        streamer.reset()
+        streamer.run(seq)
+
+    times = time_calls(infer, calls=calls, device=device)
+    counts = streamer.path_counts()
+    return {"p50": percentile(times, 50) * 1e3, "p95": percentile(times, 95) * 1e3,
+            "event_layer_calls": counts["event"], "dense_layer_calls": counts["dense"]}
 
 
 @torch.no_grad()
@@ -77,6 +95,7 @@ def bench_bundle(
     ]
 
     single = time_calls(lambda: model(x[:1]), calls=latency_samples, device=dev)
+    stream = streaming_latency(model, x, latency_samples, dev) if model.spiking else None
     batch = x[:batch_size]
     batched = time_calls(lambda: model(batch), calls=batch_repeats, device=dev)
     params = sum(p.numel() for p in model.parameters())
@@ -89,6 +108,7 @@ def bench_bundle(
         "test_samples": len(y),
         "accuracy": acc,
         "latency_b1_ms": {"p50": percentile(single, 50) * 1e3, "p95": percentile(single, 95) * 1e3},
+        "latency_stream_ms": stream,
         "latency_batch_ms": {
             "batch": len(batch), "p50": percentile(batched, 50) * 1e3, "p95": percentile(batched, 95) * 1e3,
         },

@@ -8,6 +8,7 @@ loop). Only the neurons unfold time again, through `SpikingActivation`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -15,18 +16,27 @@ from snnctl.nn.neurons import SpikingNeuron
 
 
 class SpikingActivation(nn.Module):
-    """Unfold `[T*B, ...]` to `[T, B, ...]`, run the neuron over time, fold back."""
+    """Unfold `[T*B, ...]` to `[T, B, ...]`, run the neuron over time, fold back.
+
+    Each call starts from the initial state, unless `carry_state` is set (streaming, see
+    `snnctl.nn.events.Streamer`): then the state left by one call is where the next one starts.
+    """
 
     def __init__(self, neuron: SpikingNeuron) -> None:
         super().__init__()
         self.neuron = neuron
         self.T = 1
+        self.carry_state = False
+        self.state: Any = None
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[0] % self.T:
             raise ValueError(f"batch of {x.shape[0]} rows is not T={self.T} steps of equal batches")
         seq = x.reshape(self.T, x.shape[0] // self.T, *x.shape[1:])
-        return self.neuron(seq).reshape(x.shape)
+        if not self.carry_state:
+            return self.neuron(seq).reshape(x.shape)
+        spikes, self.state = self.neuron.run(seq, self.state)
+        return spikes.reshape(x.shape)
 
 
 ActivationFactory = Callable[[], nn.Module]

@@ -68,4 +68,6 @@ def clib() -> ctypes.CDLL | None:
     lib.lif_forward.restype = None
     lib.lif_backward.argtypes = [ptr, i64, ptr, ptr, ptr, ptr, ptr, i64, i64, f32, f32, i32, i32, i32, f32, i32]
     lib.lif_backward.restype = ctypes.c_double
+    lib.event_linear.argtypes = [ptr, i64, ptr, i64, ptr, ptr, i64, ptr]
+    lib.event_linear.restype = i64
     return lib

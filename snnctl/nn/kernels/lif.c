@@ -119,3 +119,33 @@ double lif_backward(const float *gs, int64_t gs_step, const float *gv, const flo
     }
     return want_decay ? decay_grad(dx, h, v0, T, M, threshold, k_sub, k_zero) : 0.0;
 }
+
+/* Event-driven y = bias + W x for one input vector x[n_in] of binary spikes, W given transposed as
+ * Wt[n_in, n_out] so an active input adds one contiguous row. Only the rows of active inputs are read.
+ * Returns the number of active inputs, or -1 (out untouched) when x holds a value other than 0 or 1
+ * or more than max_active inputs are active: the caller then takes the dense path. idx: n_in scratch.
+ */
+int64_t event_linear(const float *x, int64_t n_in, const float *Wt, int64_t n_out, const float *bias,
+                     float *out, int64_t max_active, int64_t *idx) {
+    int64_t k = 0;
+    for (int64_t i = 0; i < n_in; i++) {
+        float xi = x[i];
+        if (xi == 0.0f) continue;
+        if (xi != 1.0f || k >= max_active) return -1;
+        idx[k++] = i;
+    }
+    int64_t chunks = (n_out + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (k * n_out > (1 << 18))
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t j0 = c * CHUNK, n = (n_out - j0) < CHUNK ? (n_out - j0) : CHUNK;
+        float acc[CHUNK];
+        for (int64_t j = 0; j < n; j++) acc[j] = bias ? bias[j0 + j] : 0.0f;
+        for (int64_t a = 0; a < k; a++) {
+            const float *row = Wt + idx[a] * n_out + j0;
+#pragma omp simd
+            for (int64_t j = 0; j < n; j++) acc[j] += row[j];
+        }
+        for (int64_t j = 0; j < n; j++) out[j0 + j] = acc[j];
+    }
+    return k;
+}
