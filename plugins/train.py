@@ -33,30 +33,13 @@ def command(
 
       snnctl train --recipe digits-snn --out runs/digits-snn --resume
     """
-    from snnctl.training.trainer import train
+    from snnctl.training.progress import train_with_progress
 
     spec = config.load_recipe(recipe, overrides)
     run_device = config.prepare_runtime(device, kernel)
     out = out or Path("runs") / spec.name
-    label = f"train {spec.name} ({spec.model.kind})"
-    bar = ui.progress()  # started at the first step, so bad input fails before any output
-    tasks: list = []
-
-    def on_step(step: int, total: int, info: dict[str, float]) -> None:
-        if not tasks:
-            bar.start()
-            tasks.append(bar.add_task(label, total=total, info=""))
-        text = None
-        if "loss" in info:
-            text = f"loss {info['loss']:.3f} acc {info['train_acc']:.3f}"
-            if "test_acc" in info:
-                text += f" test {info['test_acc']:.3f}"
-        bar.update(tasks[0], completed=step, total=total, **({"info": text} if text else {}))
-
-    try:
-        result = train(spec, out, resume=resume, device=run_device, on_step=on_step)
-    finally:
-        bar.stop()
+    result = train_with_progress(spec, out, f"train {spec.name} ({spec.model.kind})", resume=resume,
+                                 device=run_device)
 
     summary = {"recipe": spec.name, "kind": spec.model.kind, "out": str(result.out), **result.metrics}
     if json_out:

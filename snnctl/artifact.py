@@ -22,6 +22,7 @@ from safetensors.torch import save as save_safetensors
 
 from snnctl import __version__
 from snnctl.errors import UserError
+from snnctl.robust.ternary import prepare_logic_gated
 from snnctl.zoo import Network, build_network
 
 FORMAT = "snnctl-bundle"
@@ -59,6 +60,7 @@ def make_manifest(
     recipe: dict[str, Any] | None = None,
     seed: int | None = None,
     metrics: dict[str, Any] | None = None,
+    logic_gated: bool = False,
 ) -> dict[str, Any]:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -78,6 +80,7 @@ def make_manifest(
         "recipe": recipe,
         "seed": seed,
         "metrics": metrics or {},
+        "logic_gated": logic_gated,
     }
 
 
@@ -154,6 +157,9 @@ def load_bundle(path: Path | str, map_location: str = "cpu") -> Bundle:
             encoding=manifest.get("encoding") or "direct",
             T=manifest.get("T") or 1,
         )
+        if manifest.get("logic_gated"):
+            prepare_logic_gated(model.body)
+            model.register_buffer("readout_scale", torch.ones(()))
     except UserError as err:
         raise UserError(err.what, where=str(path), hint=err.hint) from None
     try:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import tomllib
+import typing
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -109,6 +110,9 @@ class ModelSection(Strict):
     name: str = Field(description="zoo name, see `snnctl plugins`")
     kind: Literal["ann", "snn"] = "snn"
     config: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the zoo builder")
+    logic_gated: bool = Field(
+        default=False, description="ternary weights trained with a straight-through estimator; no multiplications"
+    )
 
 
 class NeuronSection(Strict):
@@ -131,11 +135,29 @@ class EncodingSection(Strict):
     T: int = Field(default=4, ge=1, le=100_000)
 
 
+class AugmentSection(Strict):
+    """Noise as a training augmentation: a level per example, uniform in [low, high(t)], where the
+    upper bound rises linearly from `range[0]` to `range[1]` over the first `ramp` of training."""
+
+    noise: Literal["bitflip", "salt_pepper", "gaussian", "dropout", "spike_delete", "spike_insert", "spike_jitter"]
+    range: tuple[float, float] = (0.0, 0.45)
+    ramp: float = Field(default=0.5, ge=0, le=1, description="fraction of training over which the range widens")
+
+    @field_validator("range")
+    @classmethod
+    def _in_unit_interval(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError(f"noise range {list(value)} must satisfy 0 <= low <= high <= 1")
+        return value
+
+
 class DataSection(Strict):
     name: str = "digits"
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     split_seed: int = 0
     options: dict[str, Any] = Field(default_factory=dict, description="dataset-specific options")
+    augment: AugmentSection | None = None
 
 
 class TrainSection(Strict):
@@ -150,6 +172,7 @@ class TrainSection(Strict):
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     grad_clip: float | None = Field(default=None, gt=0)
     seed: int = 0
+    init: str | None = Field(default=None, description="bundle whose weights training starts from")
     checkpoint_every: int = Field(default=100, ge=1, description="steps between checkpoints")
     log_every: int = Field(default=10, ge=1, description="steps between metric lines")
 
@@ -254,6 +277,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+def _table_model(annotation: Any) -> type[BaseModel] | None:
+    """The schema of a table key: the model itself, or the model inside `Model | None`."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
 def _check_key_exists(parts: list[str]) -> None:
     """Refuse --set on a key the schema does not have (free-form tables accept any sub-key)."""
     model: type[BaseModel] | None = Recipe
@@ -267,8 +298,7 @@ def _check_key_exists(parts: list[str]) -> None:
                 f"--set {'.'.join(parts)}: no such recipe key",
                 hint=f"keys under {where}: {', '.join(fields)}",
             )
-        annotation = fields[part].annotation
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        model = _table_model(fields[part].annotation)
         if model is None and depth < len(parts) - 1 and fields[part].annotation != dict[str, Any]:
             raise UserError(f"--set {'.'.join(parts)}: '{part}' is a value, not a table")
 
@@ -310,7 +340,12 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
         _check_key_exists(parts)
         _apply_override(data, parts, value)
     data.setdefault("name", path.stem)
+    return validate_recipe(data, str(path))
+
+
+def validate_recipe(data: dict[str, Any], where: str) -> Recipe:
+    """A Recipe from plain data (a file, or the copy a bundle's manifest keeps), or one clear error."""
     try:
         return Recipe.model_validate(data)
     except ValidationError as err:
-        raise UserError(_first_problem(err), where=str(path), hint=_unknown_key_hint(err)) from None
+        raise UserError(_first_problem(err), where=where, hint=_unknown_key_hint(err)) from None

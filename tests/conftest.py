@@ -49,3 +49,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def binary_snn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small spiking MLP on binarised digits, trained briefly: the input of robustify tests."""
+    from snnctl.config import load_recipe
+    from snnctl.training.trainer import train
+
+    recipe = load_recipe("digits-bin-snn", ["train.epochs=4", "model.config.hidden=[64, 64]", "encoding.T=4"])
+    return train(recipe, tmp_path_factory.mktemp("bin") / "snn").out

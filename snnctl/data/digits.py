@@ -13,8 +13,10 @@ def load(
     split_seed: int = 0,
     size: int = 8,
     channels: int = 1,
+    binarize: bool = False,
 ) -> Dataset:
-    """Stratified split; pixels scaled to [0, 1]. `size`/`channels` resize for ImageNet-style nets."""
+    """Stratified split; pixels scaled to [0, 1]. `size`/`channels` resize for ImageNet-style nets;
+    `binarize` thresholds at 0.5 (binary inputs, for bit-flip noise)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -23,6 +25,8 @@ def load(
     y = torch.tensor(digits.target, dtype=torch.long)
     if size != 8:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    if binarize:
+        x = (x >= 0.5).to(torch.float32)
     if channels != 1:
         x = x.expand(-1, channels, -1, -1).contiguous()
     idx_train, idx_test = train_test_split(

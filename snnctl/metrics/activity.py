@@ -3,6 +3,8 @@
 A synaptic layer (Conv, Linear) whose input holds only non-negative integers (binary or graded
 spikes) is event-driven: each spike costs one accumulate per outgoing synapse, so its synaptic
 operations are MACs * (spikes / inputs). Any other input (pixels, pooled averages) costs dense MACs.
+Logic-gated layers (ternary weights) do no multiplications at all: one add or subtract per synapse
+of a non-zero input, counted as synaptic operations.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from snnctl.nn.layers import SpikingActivation
+from snnctl.robust.ternary import _LogicGated
 
 SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -66,6 +69,8 @@ class ActivityMeter:
         for name, module in self.model.named_modules():
             if isinstance(module, SYNAPTIC):
                 self._handles.append(module.register_forward_hook(self._synapse_hook(name)))
+            elif isinstance(module, _LogicGated):
+                self._handles.append(module.register_forward_hook(self._gated_hook(name)))
             elif isinstance(module, SpikingActivation):
                 self._handles.append(module.register_forward_hook(self._neuron_hook(name, spiking=True)))
             elif isinstance(module, nn.ReLU):
@@ -86,6 +91,17 @@ class ActivityMeter:
                 count.sops += macs * float(x.sum()) / x.numel()
             else:
                 count.macs += macs
+
+        return hook
+
+    def _gated_hook(self, name: str):
+        """Logic-gated layers only add or subtract: one accumulate per synapse of a non-zero input."""
+
+        def hook(module: _LogicGated, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+            x = inputs[0]
+            rows = output.numel() // module.weight_shape[0]
+            active = float((x != 0).sum()) / x.numel()
+            self.activity.layer(name).sops += module.synapses * rows * active
 
         return hook
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ from snnctl.metrics.accuracy import accuracy
 from snnctl.metrics.activity import ActivityMeter
 from snnctl.metrics.latency import percentile, time_calls
 from snnctl.nn.events import Streamer
+from snnctl.robust.ternary import logic_gated_layers
 
 
 def dataset_for(bundle: Bundle, name: str) -> Dataset:
@@ -98,7 +100,10 @@ def bench_bundle(
     stream = streaming_latency(model, x, latency_samples, dev) if model.spiking else None
     batch = x[:batch_size]
     batched = time_calls(lambda: model(batch), calls=batch_repeats, device=dev)
-    params = sum(p.numel() for p in model.parameters())
+    gated = logic_gated_layers(model)
+    packed_weights = sum(math.prod(m.weight_shape) + (m.bias_scaled.numel() if m.bias_scaled is not None else 0)
+                         for _, m in gated)
+    params = sum(p.numel() for p in model.parameters()) + packed_weights
     return {
         "bundle": str(bundle.path),
         "model": bundle.name,
@@ -122,6 +127,9 @@ def bench_bundle(
         "energy_nj": energy.estimate(macs, sops, updates),
         "params": params,
         "size_bytes": bundle.size_bytes,
+        "size_float32_bytes": 4 * params,
+        "logic_gated": bool(gated),
+        "synaptic_multiplications": macs,
         "device": device,
         "threads": torch.get_num_threads(),
     }

@@ -23,10 +23,12 @@ import torch.nn.functional as F
 
 from snnctl import registry
 from snnctl.artifact import make_manifest, save_bundle
-from snnctl.config import Recipe
+from snnctl.config import AugmentSection, Recipe
 from snnctl.data import Dataset, load_dataset
 from snnctl.errors import UserError
 from snnctl.metrics.accuracy import accuracy
+from snnctl.robust.noise import noise_model, noisy_logits
+from snnctl.robust.ternary import make_ternary, to_logic_gated
 from snnctl.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from snnctl.zoo import Network, build_network
 
@@ -91,6 +93,61 @@ def build_from_recipe(recipe: Recipe, ds: Dataset) -> tuple[Network, dict[str, A
     return model, config
 
 
+def start_from(model: Network, bundle_path: Path) -> None:
+    """Load the weights of an existing bundle (train.init) into the freshly built model."""
+    from snnctl.artifact import load_bundle
+
+    source = load_bundle(bundle_path)
+    if source.manifest.get("logic_gated"):
+        raise UserError("cannot start training from a logic-gated bundle (its float weights are gone)",
+                        where=str(bundle_path), hint="start from the float bundle it was made from")
+    try:
+        model.load_state_dict(source.model.state_dict(), strict=True)
+    except RuntimeError:
+        raise UserError(
+            "the bundle's weights do not fit the recipe's model", where=str(bundle_path),
+            hint="give train.init a bundle trained with the same [model] section",
+        ) from None
+
+
+def require_logic_gated_ok(recipe: Recipe) -> None:
+    if recipe.model.kind != "snn":
+        raise UserError(
+            "logic-gated models are SNNs: the weight scale is folded into each neuron's threshold",
+            where="[model] logic_gated", hint="set model.kind = 'snn'",
+        )
+    if recipe.neuron.type not in ("lif", "if", "plif", "graded"):
+        raise UserError(
+            f"neuron '{recipe.neuron.type}' adapts its threshold, so a weight scale cannot be folded into it",
+            where="[neuron] type", hint="use lif, if, plif or graded",
+        )
+
+
+class Augment:
+    """Noise augmentation from [data.augment]: a level per example, drawn from a generator seeded by
+    (seed, step), so a resumed run sees the same noise."""
+
+    def __init__(self, spec: AugmentSection, device: str) -> None:
+        self.spec = spec
+        self.noise = noise_model(spec.noise)
+        self.rng = torch.Generator(device=device)
+
+    def check(self, model: Network, x: torch.Tensor) -> None:
+        with torch.no_grad(), torch.random.fork_rng():
+            noisy_logits(model, x, self.noise, torch.full((len(x),), self.spec.range[1]), self.rng)
+
+    def upper(self, step: int, total: int) -> float:
+        lo, hi = self.spec.range
+        ramp_steps = self.spec.ramp * total
+        return hi if ramp_steps <= 0 else lo + (hi - lo) * min(1.0, step / ramp_steps)
+
+    def logits(self, model: Network, x: torch.Tensor, step: int, total: int, seed: int) -> torch.Tensor:
+        self.rng.manual_seed(seed * 1_000_033 + step + 7)
+        lo = self.spec.range[0]
+        level = lo + torch.rand(len(x), generator=self.rng, device=x.device) * (self.upper(step, total) - lo)
+        return noisy_logits(model, x, self.noise, level, self.rng)
+
+
 def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g)
@@ -120,6 +177,14 @@ def train(
     )
     torch.manual_seed(t.seed)
     model, config = build_from_recipe(recipe, ds)
+    if t.init:
+        start_from(model, Path(t.init))
+    if recipe.model.logic_gated:
+        require_logic_gated_ok(recipe)
+        make_ternary(model.body)
+    augment = Augment(recipe.data.augment, device) if recipe.data.augment else None
+    if augment is not None:
+        augment.check(model, ds.x_train[:8])  # fail on data the noise model cannot take, before writing
     model.to(device)
     optimizer = make_optimizer(model, recipe)
     encoder_rng = torch.Generator(device=device)
@@ -164,7 +229,10 @@ def train(
                 group["lr"] = lr
             encoder_rng.manual_seed(t.seed * 1_000_003 + step)
 
-            logits = model(x_train[idx])
+            if augment is None:
+                logits = model(x_train[idx])
+            else:
+                logits = augment.logits(model, x_train[idx], step, total, t.seed)
             loss = F.cross_entropy(logits, y_train[idx], label_smoothing=t.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -195,9 +263,16 @@ def train(
                 on_step(step, total, info_line)
 
     wall = time.perf_counter() - started
+    extra: dict[str, Any] = {}
+    if recipe.model.logic_gated:
+        extra["test_acc_before_packing"] = accuracy(model, ds.x_test.to(device), ds.y_test.to(device))
+        model.cpu()
+        model.readout_scale = to_logic_gated(model.body)
+        model.to(device)
     test_acc = accuracy(model, ds.x_test.to(device), ds.y_test.to(device))
     metrics = {
         "test_acc": test_acc,
+        **extra,
         "test_samples": len(ds.y_test),
         "steps": total,
         "epochs": t.epochs,
@@ -217,6 +292,7 @@ def train(
         recipe=recipe.model_dump(mode="json"),
         seed=t.seed,
         metrics={"dataset": ds.name, **metrics},
+        logic_gated=recipe.model.logic_gated,
     )
     save_bundle(out, model, manifest)
     return TrainResult(out=out, metrics=metrics)

@@ -32,6 +32,9 @@ class Network(nn.Module):
         self.encoding = encoding
         self.T = T
         self.generator: torch.Generator | None = None  # set for reproducible stochastic encodings
+        # Logic-gated SNNs fold their last layer's weight scale out of the synapses; it multiplies the
+        # logits once here (None: nothing to do).
+        self.register_buffer("readout_scale", None)
 
     @property
     def spiking(self) -> bool:
@@ -51,7 +54,8 @@ class Network(nn.Module):
             if isinstance(module, SpikingActivation):
                 module.T = T
         out = self.body(seq.reshape(T * B, *seq.shape[2:]))
-        return out.reshape(T, B, *out.shape[1:])
+        out = out.reshape(T, B, *out.shape[1:])
+        return out if self.readout_scale is None else out * self.readout_scale
 
 
 def build_body(name: str, config: dict[str, Any], neuron: dict[str, Any] | None) -> nn.Module:

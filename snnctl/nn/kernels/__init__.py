@@ -70,4 +70,6 @@ def clib() -> ctypes.CDLL | None:
     lib.lif_backward.restype = ctypes.c_double
     lib.event_linear.argtypes = [ptr, i64, ptr, i64, ptr, ptr, i64, ptr]
     lib.event_linear.restype = i64
+    lib.ternary_accumulate.argtypes = [ptr, i64, i64, ptr, i64, ptr, ptr]
+    lib.ternary_accumulate.restype = None
     return lib

@@ -149,3 +149,26 @@ int64_t event_linear(const float *x, int64_t n_in, const float *Wt, int64_t n_ou
     }
     return k;
 }
+
+/* Logic-gated (ternary) synapses without multiplications: y[r, :] = bias + sum over inputs i with
+ * x[r, i] != 0 of select(code[i, :], x[r, i]), where select gives +x for code +1, -x for -1, 0 for 0.
+ * codes: [n_in, n_out] int8 (W^T, so an input adds one contiguous row); x: [R, n_in]; y: [R, n_out].
+ * Only additions, subtractions and selects: the synaptic path of a logic-gated SNN.
+ */
+void ternary_accumulate(const float *x, int64_t R, int64_t n_in, const int8_t *codes, int64_t n_out,
+                        const float *bias, float *y) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < R; r++) {
+        float *yr = y + r * n_out;
+        const float *xr = x + r * n_in;
+        for (int64_t j = 0; j < n_out; j++) yr[j] = bias ? bias[j] : 0.0f;
+        for (int64_t i = 0; i < n_in; i++) {
+            float v = xr[i];
+            if (v == 0.0f) continue;
+            const int8_t *c = codes + i * n_out;
+            float neg = -v;
+#pragma omp simd
+            for (int64_t j = 0; j < n_out; j++) yr[j] += c[j] > 0 ? v : (c[j] < 0 ? neg : 0.0f);
+        }
+    }
+}

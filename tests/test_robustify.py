@@ -1,0 +1,90 @@
+"""`snnctl robustify` and `snnctl bench --noise`: end to end on a small binarised-digits SNN."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from snnctl.artifact import load_bundle
+from tests.conftest import error_lines
+
+
+@pytest.fixture(scope="module")
+def robust(binary_snn: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from snnctl.cli import run
+
+    out = tmp_path_factory.mktemp("robust") / "lg"
+    code = run([
+        "robustify", str(binary_snn), "--dataset", "digits", "--noise", "0:0.3", "--logic-gated",
+        "--epochs", "2", "--out", str(out), "--json",
+    ])
+    assert code == 0
+    return out
+
+
+def test_robustify_writes_a_logic_gated_bundle_with_its_noise_record(robust: Path, binary_snn: Path) -> None:
+    bundle = load_bundle(robust)
+    m = bundle.manifest
+    assert m["logic_gated"] is True and m["parent"] == str(binary_snn)
+    assert m["recipe"]["data"]["augment"] == {"noise": "bitflip", "range": [0.0, 0.3], "ramp": 0.5}
+    assert m["robust"]["noise_model"] == "bitflip" and len(m["robust"]["curve"]) == 6
+    assert m["metrics"]["test_acc"] == pytest.approx(m["metrics"]["test_acc_before_packing"], abs=0.006)
+    assert m["metrics"]["test_acc"] > 0.5
+    assert not list(bundle.model.parameters())  # all weights are packed ternary buffers
+
+
+def test_bench_reports_no_multiplications_and_packed_size(cli, robust: Path, binary_snn: Path) -> None:
+    result = cli("bench", robust, "--dataset", "digits", "--baseline", binary_snn, "--latency-samples", "3",
+                 "--json")
+    assert result.code == 0, result.err
+    model, base = json.loads(result.out)["model"], json.loads(result.out)["baseline"]
+    assert model["logic_gated"] and model["synaptic_multiplications"] == 0 and model["sops"] > 0
+    assert model["params"] == base["params"]
+    # 2 bits per weight against 32 (biases stay float32, and each file has a small header)
+    assert model["size_bytes"] * 8 < base["size_bytes"] and base["size_bytes"] >= model["size_float32_bytes"]
+
+
+def test_bench_noise_curve_writes_json_and_png_and_hits_chance_at_half(cli, robust, binary_snn, tmp_path) -> None:
+    result = cli("bench", robust, "--dataset", "digits", "--baseline", binary_snn, "--latency-samples", "2",
+                 "--noise", "0,0.5", "--noise-repeats", "4", "--out", tmp_path / "n", "--json")
+    assert result.code == 0, result.err
+    noise = json.loads(result.out)["noise"]
+    assert noise["noise_model"] == "bitflip"
+    png = (tmp_path / "n" / "noise.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "n" / "noise.json").read_text())["table"] == noise["table"]
+    for curve in noise["curves"].values():
+        clean, half = curve[0]["accuracy"], curve[1]["accuracy"]
+        assert clean > 0.5
+        # at 50 % flips the input carries no information: chance, within the sampling interval
+        assert abs(half - noise["chance"]) <= curve[1]["ci95"] + 0.02
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--noise", "0:1.5"], "outside [0, 1]"),
+        (["--noise-model", "pink"], "unknown noise model 'pink'"),
+        (["--noise-model", "weight"], "evaluation model"),
+    ],
+)
+def test_robustify_bad_noise_is_exit_2(cli, binary_snn: Path, tmp_path: Path, args, message) -> None:
+    out = tmp_path / "never"
+    result = cli("robustify", binary_snn, "--dataset", "digits", "--out", out, *args)
+    assert result.code == 2 and message in result.err and len(error_lines(result.err)) == 1
+    assert not out.exists()
+
+
+def test_logic_gated_refuses_layers_and_anns_by_name(cli, trained, tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    result = cli("robustify", trained["snn"], "--dataset", "digits", "--logic-gated", "--noise-model",
+                 "salt_pepper", "--out", out)
+    assert result.code == 2 and "layer 1 (BatchNorm2d)" in result.err and len(error_lines(result.err)) == 1
+    result = cli("robustify", trained["ann"], "--dataset", "digits", "--logic-gated", "--noise-model",
+                 "salt_pepper", "--out", out)
+    assert result.code == 2 and "logic-gated models are SNNs" in result.err
+    result = cli("robustify", trained["snn"], "--dataset", "digits", "--out", out)
+    assert result.code == 2 and "needs binary inputs" in result.err
+    assert not out.exists()
