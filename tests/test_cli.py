@@ -127,6 +127,7 @@ def test_console_script_runs_as_a_real_process():
     done = subprocess.run([str(exe), "train", "--recipe", "nope"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "snnctl: error: unknown recipe 'nope' (available: digits-ann, digits-snn; or give a path to a .toml file)"
+        "snnctl: error: unknown recipe 'nope' (available: digits-ann, digits-bin-ann, digits-bin-snn, digits-snn; "
+        "or give a path to a .toml file)"
     ]
     assert done.stdout == ""
