@@ -75,12 +75,11 @@ def main() -> int:
     acc = {label: [r["accuracy"] for r in rows] for label, rows in curves.items()}
     robust, noisy_ann, plain, snn = acc["robust LG SNN"], acc["noise-trained ANN"], acc["plain ANN"], acc["float SNN"]
     half = LEVELS.index(0.5)
+    below_half = list(zip(robust[:half], noisy_ann[:half], plain[:half], strict=True))
     checks = {
         "clean_within_2_points_of_float_snn": snn[0] - robust[0] <= 0.02,
-        "at_least_noise_trained_ann_at_every_level_below_0.5": all(r >= a for r, a in zip(robust[:half], noisy_ann[:half],
-                                                                                          strict=True)),
-        "above_plain_ann_at_every_level_0.05_to_0.45": all(r > p for r, p in zip(robust[1:half], plain[1:half],
-                                                                                   strict=True)),
+        "at_least_noise_trained_ann_at_every_level_below_0.5": all(r >= a for r, a, _ in below_half),
+        "above_plain_ann_at_every_level_0.05_to_0.45": all(r > p for r, _, p in below_half[1:]),
         "chance_at_0.5_for_every_model": all(abs(acc[k][half] - chance) <= curves[k][half]["ci95"] + 0.01 for k in acc),
     }
     result = {
