@@ -16,14 +16,13 @@ rule never grows past what a larger layer showed (a test keeps the code and this
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import emit
 from torch.nn import functional as F
 
 from snnctl.nn.events import EventLinear, event_linear_torch
@@ -98,12 +97,7 @@ def main() -> int:
         "sizes": sizes,
         "table": table(sizes),
     }
-    if args.save:
-        args.save.write_text(json.dumps(result, indent=2) + "\n")
-    if args.json:
-        json.dump(result, sys.stdout, indent=2)
-        print()
-    else:
+    if not emit(result, args.save, args.json):
         for s in sizes:
             print(f"N={s['n']}: crossover C {s['crossover_c']:.3f}, torch {s['crossover_torch']:.3f}")
             for r in s["rows"]:

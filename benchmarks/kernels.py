@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import emit
+
 CONTENDERS = ("snnctl", "snntorch", "spikingjelly", "norse")
 PEERS = CONTENDERS[1:]
 
@@ -201,10 +203,7 @@ def main() -> None:
         "rows": rows,
         "min_speedup_over_fastest_peer": min(speedups) if speedups else None,
     }
-    if args.save:
-        args.save.write_text(json.dumps(report, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(report, indent=2))
+    if emit(report, args.save, args.json):
         return
     for r in rows:
         cells = ", ".join(f"{k} {v['median_ms']:.0f} ms / {v['peak_mem_mb']:.0f} MB"

@@ -12,13 +12,13 @@ neuron-steps per second of the whole layer, and of the neuron part alone (GEMM e
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from common import emit
 
 from snnctl.nn import LIF
 
@@ -75,10 +75,7 @@ def main() -> None:
                     "processor": platform.processor(), "torch": torch.__version__},
         "results": [measure(n, args.batch, args.T, args.repeats) for n in args.n],
     }
-    if args.save:
-        args.save.write_text(json.dumps(report, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(report, indent=2))
+    if emit(report, args.save, args.json):
         return
     for r in report["results"]:
         print(f"N={r['n']} B={r['batch']} T={r['T']}: layer {r['layer_ms']:.1f} ms "

@@ -17,14 +17,13 @@ every model at chance (a higher number would mean the evaluation leaks labels).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from common import emit
 
 from snnctl.artifact import load_bundle
 from snnctl.cli import run
@@ -92,12 +91,7 @@ def main() -> int:
     }
     if args.plot:
         plot_curves(curves, "bit-flip", chance, args.plot)
-    if args.save:
-        args.save.write_text(json.dumps(result, indent=2) + "\n")
-    if args.json:
-        json.dump(result, sys.stdout, indent=2)
-        print()
-    else:
+    if not emit(result, args.save, args.json):
         print("level  " + "  ".join(f"{k:>18}" for k in acc))
         for i, level in enumerate(LEVELS):
             print(f"{level:5.2f}  " + "  ".join(f"{acc[k][i]:18.4f}" for k in acc))
