@@ -18,25 +18,20 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 from common import emit
 from torch.nn import functional as F
 
+from snnctl.metrics.latency import time_calls
 from snnctl.nn.events import EventLinear, event_linear_torch
 
 RATES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0)
 
 
 def median_us(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e6)
-    return statistics.median(times)
+    return statistics.median(time_calls(fn, repeats, torch.device("cpu"), warmup=0)) * 1e6
 
 
 def crossover(rows: list[dict], key: str) -> float:

@@ -25,7 +25,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from common import emit
@@ -96,13 +95,10 @@ def measure_one(name: str, n: int, steps: int, batch: int, repeats: int) -> dict
     import torch
 
     run = build(name, n, steps, batch)
+    from snnctl.metrics.latency import time_calls
+
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
+    times = time_calls(run, repeats, torch.device("cpu"), warmup=1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3,
             "peak_mem_mb": (peak - before) / 1024, "threads": torch.get_num_threads()}
@@ -121,13 +117,9 @@ def neuron_only(n: int, steps: int, batch: int, repeats: int) -> dict[str, float
         current.grad = None
         lif(current).sum().backward()
 
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    t = statistics.median(times)
+    from snnctl.metrics.latency import time_calls
+
+    t = statistics.median(time_calls(run, repeats, torch.device("cpu"), warmup=1))
     return {"median_ms": t * 1e3, "neuron_steps_per_s": n * batch * steps / t}
 
 

@@ -14,23 +14,17 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 from common import emit
 
+from snnctl.metrics.latency import time_calls
 from snnctl.nn import LIF
 
 
 def time_it(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(time_calls(fn, repeats, torch.device("cpu"), warmup=1))
 
 
 def measure(n: int, batch: int, steps: int, repeats: int) -> dict[str, float]:
