@@ -61,6 +61,7 @@ def make_manifest(
     seed: int | None = None,
     metrics: dict[str, Any] | None = None,
     logic_gated: bool = False,
+    activation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -70,7 +71,7 @@ def make_manifest(
         "format_version": FORMAT_VERSION,
         "code_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "zoo": {"name": zoo_name, "config": zoo_config},
+        "zoo": {"name": zoo_name, "config": zoo_config, **({"activation": activation} if activation else {})},
         "kind": kind,
         "neuron": neuron if spiking else None,
         "T": T if spiking else None,
@@ -149,14 +150,20 @@ def load_bundle(path: Path | str, map_location: str = "cpu") -> Bundle:
         raise UserError(f"corrupt weights ({err})", where=str(weights_path)) from None
     zoo = manifest["zoo"]
     try:
-        model = build_network(
-            zoo["name"],
-            zoo.get("config", {}),
-            kind="ann" if manifest["kind"] == "ann" else "snn",
-            neuron=manifest.get("neuron"),
-            encoding=manifest.get("encoding") or "direct",
-            T=manifest.get("T") or 1,
-        )
+        if manifest["kind"] == "converted":
+            from snnctl.conversion.convert import build_converted
+
+            model = build_converted(manifest)
+        else:
+            model = build_network(
+                zoo["name"],
+                zoo.get("config", {}),
+                kind="ann" if manifest["kind"] == "ann" else "snn",
+                neuron=manifest.get("neuron"),
+                encoding=manifest.get("encoding") or "direct",
+                T=manifest.get("T") or 1,
+                activation=zoo.get("activation"),
+            )
         if manifest.get("logic_gated"):
             prepare_logic_gated(model.body)
             model.register_buffer("readout_scale", torch.ones(()))

@@ -113,6 +113,14 @@ class ModelSection(Strict):
     logic_gated: bool = Field(
         default=False, description="ternary weights trained with a straight-through estimator; no multiplications"
     )
+    activation: Literal["relu", "qcfs"] = Field(
+        default="relu", description="ANN activation; qcfs (clip-floor-shift) trains the ANN for conversion at low T"
+    )
+    qcfs_levels: int = Field(default=8, ge=1, le=256, description="qcfs: quantisation levels L (convert at T near L)")
+
+    def activation_spec(self) -> dict[str, Any] | None:
+        """What the manifest records to rebuild the ANN's activation (None: plain ReLU)."""
+        return {"type": "qcfs", "levels": self.qcfs_levels} if self.activation == "qcfs" else None
 
 
 class NeuronSection(Strict):

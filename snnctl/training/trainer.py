@@ -89,6 +89,7 @@ def build_from_recipe(recipe: Recipe, ds: Dataset) -> tuple[Network, dict[str, A
         neuron=recipe.neuron.model_dump(),
         encoding=recipe.encoding.type,
         T=recipe.encoding.T,
+        activation=recipe.model.activation_spec(),
     )
     return model, config
 
@@ -293,6 +294,7 @@ def train(
         seed=t.seed,
         metrics={"dataset": ds.name, **metrics},
         logic_gated=recipe.model.logic_gated,
+        activation=recipe.model.activation_spec() if not spiking else None,
     )
     save_bundle(out, model, manifest)
     return TrainResult(out=out, metrics=metrics)

@@ -16,6 +16,7 @@ from snnctl import registry
 from snnctl.data.encoders import encode
 from snnctl.errors import UserError
 from snnctl.nn import SpikingActivation, activation_factory, neuron_factory
+from snnctl.nn.layers import ActivationFactory
 
 
 class Network(nn.Module):
@@ -32,6 +33,7 @@ class Network(nn.Module):
         self.encoding = encoding
         self.T = T
         self.generator: torch.Generator | None = None  # set for reproducible stochastic encodings
+        self.readout_delay = 0  # steps skipped before the readout averages (converted SNNs' transient)
         # Logic-gated SNNs fold their last layer's weight scale out of the synapses; it multiplies the
         # logits once here (None: nothing to do).
         self.register_buffer("readout_scale", None)
@@ -43,7 +45,8 @@ class Network(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.spiking:
             return self.body(x)
-        return self.forward_sequence(encode(x, self.T, self.encoding, self.generator)).mean(0)
+        out = self.forward_sequence(encode(x, self.T, self.encoding, self.generator))
+        return out[min(self.readout_delay, self.T - 1):].mean(0)
 
     def forward_sequence(self, seq: Tensor) -> Tensor:
         """`[T, B, ...]` in, per-step logits `[T, B, classes]` out."""
@@ -51,16 +54,31 @@ class Network(nn.Module):
             raise ValueError(f"expected a sequence [T, B, ...]; got shape {tuple(seq.shape)}")
         T, B = seq.shape[:2]
         for module in self.modules():
-            if isinstance(module, SpikingActivation):
+            if isinstance(module, SpikingActivation) or getattr(module, "needs_T", False):
                 module.T = T
         out = self.body(seq.reshape(T * B, *seq.shape[2:]))
         out = out.reshape(T, B, *out.shape[1:])
         return out if self.readout_scale is None else out * self.readout_scale
 
 
-def build_body(name: str, config: dict[str, Any], neuron: dict[str, Any] | None) -> nn.Module:
+def ann_activation(spec: dict[str, Any] | None) -> ActivationFactory:
+    """The ANN twin's activation: ReLU, or QCFS (`{"type": "qcfs", "levels": L}`) for conversion-aware
+    training."""
+    if not spec or spec.get("type", "relu") == "relu":
+        return nn.ReLU
+    if spec["type"] == "qcfs":
+        from snnctl.conversion.neuron import QCFS
+
+        levels, init = int(spec.get("levels", 8)), float(spec.get("init", 4.0))
+        return lambda: QCFS(levels, init)
+    raise UserError(f"unknown ANN activation '{spec['type']}'", hint="use relu or qcfs")
+
+
+def build_body(
+    name: str, config: dict[str, Any], neuron: dict[str, Any] | None, activation: dict[str, Any] | None = None
+) -> nn.Module:
     builder = registry.load("models", name)
-    act = activation_factory(neuron_factory(neuron) if neuron is not None else None)
+    act = activation_factory(neuron_factory(neuron)) if neuron is not None else ann_activation(activation)
     try:
         return builder(act, **config)
     except TypeError as err:
@@ -74,9 +92,10 @@ def build_network(
     neuron: dict[str, Any] | None = None,
     encoding: str = "direct",
     T: int = 1,
+    activation: dict[str, Any] | None = None,
 ) -> Network:
-    """Build the ANN (`kind='ann'`) or the SNN twin of a zoo model."""
+    """Build the ANN (`kind='ann'`, with `activation`) or the SNN twin of a zoo model."""
     if kind not in ("ann", "snn"):
         raise UserError(f"unknown model kind '{kind}'", hint="use 'ann' or 'snn'")
-    body = build_body(name, config, neuron if kind == "snn" else None)
+    body = build_body(name, config, neuron if kind == "snn" else None, activation if kind == "ann" else None)
     return Network(body, kind=kind, encoding=encoding, T=T)

@@ -1,0 +1,151 @@
+"""The neuron that replaces a ReLU-like op, and the clip-floor-shift (QCFS) activation it mirrors.
+
+`Converted` divides its input by a per-channel threshold theta, runs an IF neuron with threshold 1 and
+reset by subtraction, and multiplies the spikes by theta again (threshold balancing by scaling, after
+SpikingJelly's VoltageScaler), so the weights around it are never rescaled and residual adds, concat and
+average pooling see "rate x theta" values they can sum unchanged. Its calibration knobs are buffers:
+`shift` (a constant input current per step, bias correction) and `v0` (initial membrane potential,
+added to the first step's input; both in units of theta).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from snnctl.nn.layers import SpikingActivation
+from snnctl.nn.neurons import IF, GradedLIF
+
+
+@dataclass(frozen=True)
+class AnalogOp:
+    """What the ANN computed where the neuron now stands: relu, clip to [0, high], or QCFS."""
+
+    kind: str  # "relu" | "clip" | "qcfs"
+    high: float | None = None
+    levels: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def floor_ste(x: Tensor) -> Tensor:
+    """floor forward, identity backward (straight-through estimator)."""
+    return x + (torch.floor(x) - x).detach()
+
+
+def qcfs(x: Tensor, lam: Tensor, levels: int) -> Tensor:
+    """Clip-floor-shift: lam * clip(floor(x * L / lam + 1/2) / L, 0, 1) (Bu et al., ICLR 2022)."""
+    return lam * torch.clamp(floor_ste(x * levels / lam + 0.5) / levels, 0, 1)
+
+
+class QCFS(nn.Module):
+    """Conversion-aware ANN activation: L quantisation levels up to a trainable ceiling lam.
+
+    An IF neuron with threshold lam, initial potential lam/2 and reset by subtraction emits, over T = L
+    steps, the same count this activation computes, which is why such ANNs convert at T <= 8.
+    """
+
+    def __init__(self, levels: int = 8, init: float = 4.0) -> None:
+        super().__init__()
+        if levels < 1:
+            raise ValueError(f"QCFS levels must be >= 1, got {levels}")
+        self.levels = int(levels)
+        self.lam = nn.Parameter(torch.tensor(float(init)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return qcfs(x, self.lam, self.levels)
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}"
+
+
+def _per_channel(value: Tensor, x: Tensor) -> Tensor:
+    """Broadcast a [C] (or [1]) buffer along dimension 1 of x."""
+    if value.numel() == 1 or x.ndim < 2:
+        return value.reshape(()) if value.numel() == 1 else value
+    return value.reshape(1, -1, *([1] * (x.ndim - 2)))
+
+
+class Converted(nn.Module):
+    """A threshold-scaled IF neuron (binary spikes) or graded neuron (up to `levels` spikes per step)."""
+
+    def __init__(self, analog: AnalogOp, graded_levels: int | None = None) -> None:
+        super().__init__()
+        self.analog_op = analog
+        self.graded_levels = graded_levels
+        if graded_levels is None:
+            neuron: nn.Module = IF(threshold=1.0, reset="subtract", v_init=0.0)
+        else:
+            neuron = GradedLIF(levels=graded_levels, decay=1.0, threshold=1.0, reset="subtract", v_init=0.0)
+        self.act = SpikingActivation(neuron)
+        self.register_buffer("theta", torch.ones(1))
+        self.register_buffer("shift", torch.zeros(1))
+        self.register_buffer("v0", torch.full((1,), 0.5))
+        self.register_buffer("lam", torch.ones(()))  # QCFS ceiling of the ANN op (unused otherwise)
+        self.analog = False  # True: compute the ANN op instead (calibration compares the two)
+
+    @property
+    def neuron(self) -> nn.Module:
+        return self.act.neuron
+
+    def run_analog(self, x: Tensor) -> Tensor:
+        op = self.analog_op
+        if op.kind == "qcfs":
+            return qcfs(x, self.lam, int(op.levels or 1))
+        if op.kind == "clip":
+            return torch.clamp(x, 0, op.high)
+        return torch.relu(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.analog:
+            return self.run_analog(x)
+        theta = _per_channel(self.theta, x)
+        z = x / theta + _per_channel(self.shift, x)
+        T = self.act.T
+        steps = z.reshape(T, z.shape[0] // T, *z.shape[1:])
+        first = steps[0] + self.neuron.decay * _per_channel(self.v0, steps[0])
+        z = torch.cat([first.unsqueeze(0), steps[1:]]).reshape(z.shape)
+        return self.act(z) * theta
+
+    def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, *args: Any) -> None:
+        # Thresholds are per channel once calibrated: take the saved shape, not the placeholder [1].
+        for name in ("theta", "shift", "v0"):
+            saved = state_dict.get(prefix + name)
+            if saved is not None and saved.shape != getattr(self, name).shape:
+                setattr(self, name, torch.empty_like(saved))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def extra_repr(self) -> str:
+        spikes = "binary" if self.graded_levels is None else f"graded (<= {self.graded_levels}/step)"
+        return f"{self.analog_op.kind}, {spikes}, channels={self.theta.numel()}"
+
+
+class RateMaxPool(nn.Module):
+    """Max pooling of time-varying currents that converges to the max of their rates.
+
+    Pooling each step's values separately overestimates (the mean of maxima exceeds the max of means
+    when inputs fluctuate, as spike-driven currents do). Here each window passes, at step t, the value
+    of the input whose running sum up to t is largest: a causal winner that settles on the input with
+    the largest mean (the "gate by accumulated activity" of SNN Toolbox's fir_max, applied to currents).
+    """
+
+    needs_T = True
+
+    def __init__(self, pool: nn.Module) -> None:
+        super().__init__()
+        self.pool = pool
+        self.T = 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        T = self.T
+        steps = x.reshape(T, x.shape[0] // T, *x.shape[1:])
+        running = steps.cumsum(0).reshape(x.shape)
+        p = self.pool
+        dims = x.ndim - 2
+        pool_fn = {1: torch.nn.functional.max_pool1d, 2: torch.nn.functional.max_pool2d}[dims]
+        _, idx = pool_fn(running, p.kernel_size, p.stride, p.padding, p.dilation, p.ceil_mode, return_indices=True)
+        return x.flatten(2).gather(2, idx.flatten(2)).view_as(idx).to(x.dtype)
