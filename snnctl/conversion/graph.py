@@ -343,9 +343,8 @@ def rewrite(
             if target in used:
                 target = f"{target.replace('.', '_')}_call{count}"
             used.add(target)
-            _replace_with_module(gm, node, target, neuron)
+            after_neuron.add(_replace_with_module(gm, node, target, neuron))
             count += 1
-            after_neuron.add(node)
             report.converted.append({"op": describe(node, modules) if original is None else
                                      f"{type(original).__name__} '{target}'", "as": target, "where": where})
             continue
@@ -380,7 +379,7 @@ def rewrite(
     return gm, report
 
 
-def _replace_with_module(gm: fx.GraphModule, node: fx.Node, target: str, module: nn.Module) -> None:
+def _replace_with_module(gm: fx.GraphModule, node: fx.Node, target: str, module: nn.Module) -> fx.Node:
     if node.op == "call_module" and target == node.target:
         _set_submodule(gm, target, module)
     else:
@@ -390,6 +389,7 @@ def _replace_with_module(gm: fx.GraphModule, node: fx.Node, target: str, module:
     new.meta = dict(node.meta)
     node.replace_all_uses_with(new)
     gm.graph.erase_node(node)
+    return new
 
 
 def neurons(model: nn.Module) -> list[tuple[str, Converted]]:
