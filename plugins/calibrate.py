@@ -89,7 +89,8 @@ def command(
     delay_fraction = net.readout_delay / net.T
     table_T = accuracy_by_T(net, data.x_test, data.y_test, TABLE_T, delay_fraction)
     metrics = dict(source.manifest.get("metrics") or {})
-    metrics.update(acc_by_T={str(k): v for k, v in table_T.items()}, test_acc=K.accuracy_at(net, data.x_test, data.y_test))
+    metrics.update(acc_by_T={str(k): v for k, v in table_T.items()},
+                   test_acc=K.accuracy_at(net, data.x_test, data.y_test))
     info["calibration"] = [*info.get("calibration", []), {"dataset": ds.name, "samples": len(x_cal), "stages": records}]
     net.cpu()
     manifest = B.manifest_for(net, info.pop("source"), info, metrics, str(bundle))

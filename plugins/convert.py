@@ -38,8 +38,8 @@ def compile_target(name: str | None) -> Any:
 
 
 def command(
-    model: str = typer.Argument(..., help="Zoo name (cnn, resnet18, ...), ANN bundle folder, or Hugging Face folder/id."),
-    weights: Path | None = typer.Option(None, "--weights", "-w", help="Weights for a zoo name: .safetensors or a bundle."),
+    model: str = typer.Argument(..., help="Zoo name (cnn, resnet18, ...), ANN bundle, or Hugging Face folder/id."),
+    weights: Path | None = typer.Option(None, "--weights", "-w", help="Zoo-name weights: .safetensors or a bundle."),
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="Calibration and test data, e.g. digits."),
     T: int = typer.Option(8, "--T", "-T", min=1, max=4096, help="Time steps the SNN runs for."),
     method: str = typer.Option("rate", "--method", "-m", help="rate (default), qcfs (QCFS-trained ANN) or graded."),
@@ -105,7 +105,8 @@ def command(
     name = Path(model).name if Path(model).exists() else model.replace("/", "-")
     out = out or Path("runs") / f"{name}-snn"
     info = {"method": method, "percentile": percentile if C.needs_data(options, source.body) else None,
-            "calibration_samples": len(calib[0]) if calib else 0, "graded_levels": C.graded_levels(options, source.body),
+            "calibration_samples": len(calib[0]) if calib else 0,
+            "graded_levels": C.graded_levels(options, source.body),
             "hybrid": bool(report.unsupported), "weights": source.weights, "report": report.as_dict(),
             "data": {"name": ds.name, **(source.data or {})} if ds is not None else None, "calibration": []}
     net.cpu()

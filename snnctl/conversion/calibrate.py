@@ -214,7 +214,7 @@ def hseo(
         history.append(info)
         if on_generation is not None:
             on_generation(generation + 1, info)
-    (fit, acc, spikes), best_g = max(pool, key=lambda item: item[0][0])
+    (_fit, acc, spikes), best_g = max(pool, key=lambda item: item[0][0])
     _apply(model, base, best_g)
     return {"budget_spikes_per_sample": budget, "best": {"cal_acc": acc, "spikes_per_sample": spikes,
             "T": best_g.T, "scales": best_g.scales.tolist(), "decays": best_g.decays.tolist()},

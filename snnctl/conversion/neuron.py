@@ -73,6 +73,8 @@ def _per_channel(value: Tensor, x: Tensor) -> Tensor:
 class Converted(nn.Module):
     """A threshold-scaled IF neuron (binary spikes) or graded neuron (up to `levels` spikes per step)."""
 
+    emits_scaled_spikes = True  # spikes times theta: the next layer's work is accumulates (metrics)
+
     def __init__(self, analog: AnalogOp, graded_levels: int | None = None) -> None:
         super().__init__()
         self.analog_op = analog
@@ -105,6 +107,8 @@ class Converted(nn.Module):
             return self.run_analog(x)
         theta = _per_channel(self.theta, x)
         z = x / theta + _per_channel(self.shift, x)
+        if self.act.carry_state and self.act.state is not None:  # streaming, past the first step
+            return self.act(z) * theta
         T = self.act.T
         steps = z.reshape(T, z.shape[0] // T, *z.shape[1:])
         first = steps[0] + self.neuron.decay * _per_channel(self.v0, steps[0])
@@ -139,11 +143,18 @@ class RateMaxPool(nn.Module):
         super().__init__()
         self.pool = pool
         self.T = 1
+        self.carry_state = False  # streaming: the running sums persist from call to call
+        self.state: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         T = self.T
         steps = x.reshape(T, x.shape[0] // T, *x.shape[1:])
-        running = steps.cumsum(0).reshape(x.shape)
+        if self.carry_state:
+            steps = steps.cumsum(0) + (0 if self.state is None else self.state)
+            self.state = steps[-1]
+            running = steps.reshape(x.shape)
+        else:
+            running = steps.cumsum(0).reshape(x.shape)
         p = self.pool
         dims = x.ndim - 2
         pool_fn = {1: torch.nn.functional.max_pool1d, 2: torch.nn.functional.max_pool2d}[dims]

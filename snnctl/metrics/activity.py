@@ -64,6 +64,10 @@ class ActivityMeter:
         self.model = model
         self.activity = Activity()
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        # Converted SNNs scale spikes by a per-channel threshold (foldable into the next layer's
+        # weights): their outputs are still spikes. id -> (tensor, spike count), tensors kept alive.
+        self._scaled: dict[int, tuple[Tensor, float]] = {}
+        self._last_spikes = 0.0
 
     def __enter__(self) -> Activity:
         for name, module in self.model.named_modules():
@@ -75,19 +79,27 @@ class ActivityMeter:
                 self._handles.append(module.register_forward_hook(self._neuron_hook(name, spiking=True)))
             elif isinstance(module, nn.ReLU):
                 self._handles.append(module.register_forward_hook(self._neuron_hook(name, spiking=False)))
+            if getattr(module, "emits_scaled_spikes", False):
+                self._handles.append(module.register_forward_hook(self._scaled_hook))
         return self.activity
+
+    def _scaled_hook(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        self._scaled[id(output)] = (output, self._last_spikes)
 
     def __exit__(self, *exc: object) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._scaled.clear()
 
     def _synapse_hook(self, name: str):
         def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
             x = inputs[0]
             macs = dense_macs(module, x, output)
             count = self.activity.layer(name)
-            if is_spike_tensor(x):
+            if id(x) in self._scaled:
+                count.sops += macs * self._scaled[id(x)][1] / x.numel()
+            elif is_spike_tensor(x):
                 count.sops += macs * float(x.sum()) / x.numel()
             else:
                 count.macs += macs
@@ -110,6 +122,7 @@ class ActivityMeter:
             count = self.activity.layer(name)
             count.neuron_steps += output.numel()
             if spiking:
-                count.spikes += float(output.sum())
+                self._last_spikes = float(output.sum())
+                count.spikes += self._last_spikes
 
         return hook

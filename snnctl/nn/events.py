@@ -141,7 +141,9 @@ class Streamer:
                     layer = EventLinear(child, crossover)
                     setattr(parent, name, layer)
                     self.event_layers.append(layer)
-        self.neurons = [m for m in self.body.modules() if isinstance(m, SpikingActivation)]
+        # Neurons and other modules that keep time (needs_T, e.g. conversion's RateMaxPool) carry state.
+        self.neurons = [m for m in self.body.modules()
+                        if isinstance(m, SpikingActivation) or getattr(m, "needs_T", False)]
         for act in self.neurons:
             act.T = 1
             act.carry_state = True
