@@ -23,6 +23,8 @@ Examples:
 
   snnctl bench runs/digits-snn --dataset digits --baseline runs/digits-ann
 
+  snnctl convert runs/digits-ann --dataset digits --T 8 --out runs/digits-converted
+
   snnctl recipes list
 
   snnctl plugins --json

@@ -232,10 +232,18 @@ def describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
 
 
 def source_line(node: fx.Node) -> str:
-    """The user's line that created the node, from fx's recorded stack trace."""
-    lines = [ln.strip() for ln in (node.stack_trace or "").strip().splitlines() if ln.strip()]
-    files = [ln for ln in lines if ln.startswith("File ")]
-    return files[-1].replace("File ", "") if files else ""
+    """The user's line that created the node (`file:line: code`), from fx's recorded stack trace."""
+    lines = [ln.strip() for ln in (node.stack_trace or "").strip().splitlines()]
+    found = ""
+    for i, line in enumerate(lines):
+        if not line.startswith('File "'):
+            continue
+        path, _, rest = line[len('File "'):].partition('", line ')
+        if _library_frame(path):
+            continue
+        code = lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith('File "') else ""
+        found = f"{path}:{rest.split(',')[0]}: `{code}`" if code else f"{path}:{rest.split(',')[0]}"
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

@@ -41,7 +41,9 @@ class HFLogits(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.model(x)
-        return out if isinstance(out, Tensor) else out.logits
+        if isinstance(out, (Tensor, torch.fx.Proxy)):  # traced: the adapters already give the logits
+            return out
+        return out.logits
 
 
 def _hf_from_config(config: dict[str, Any]) -> nn.Module:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
@@ -21,6 +21,7 @@ class Dataset:
     x_test: Tensor
     y_test: Tensor
     num_classes: int
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. vocab_size for text
 
     @property
     def input_shape(self) -> tuple[int, ...]:

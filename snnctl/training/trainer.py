@@ -60,6 +60,9 @@ def fill_shape_defaults(name: str, config: dict[str, Any], ds: Dataset) -> dict[
         filled.setdefault("in_channels", ds.input_shape[0])
     if "in_features" in params:
         filled.setdefault("in_features", math.prod(ds.input_shape))
+    for key, value in ds.info.items():  # e.g. a text dataset's vocab_size
+        if key in params:
+            filled.setdefault(key, value)
     return filled
 
 
