@@ -1,0 +1,155 @@
+"""ANN-to-SNN conversion benchmark: snnctl against SpikingJelly's ann2snn on the same trained ANNs.
+
+For each ANN trained by snnctl (digits CNN, SST-2 text MLP, resnet18 with the small stem on digits
+resized to 32x32) it records the ANN's test accuracy and, for T = 1..32:
+- snnctl `convert` (rate: per-channel 99.9th-percentile thresholds, v0 = theta/2, soft reset);
+- snnctl `convert` + `calibrate` (threshold, bias, potential, delay stages), calibrated separately
+  at each T on 512 training examples (a bundle is calibrated for the T it will run at);
+- SpikingJelly 2.0.0 FXConverter with RateCodingRecipe(99.9%, channel-wise, half threshold, max pool
+  before the neuron) and with LocalThresholdBalancingRecipe, run step by step and summed, on the same
+  ANN and the same 512 calibration examples (benchmark-only extra: `make bench-conversion`).
+Also the wall time of converting resnet18 (width 64, small stem, 32x32 input) with 512 samples.
+
+    python benchmarks/conversion.py --save benchmarks/results/conversion.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit  # noqa: E402
+
+from snnctl.artifact import load_bundle  # noqa: E402
+from snnctl.config import load_recipe  # noqa: E402
+from snnctl.conversion import calibrate as K  # noqa: E402
+from snnctl.conversion import convert as C  # noqa: E402
+from snnctl.conversion.bundle import calibration_split, load_data  # noqa: E402
+from snnctl.training.trainer import train  # noqa: E402
+from snnctl.zoo import Network  # noqa: E402
+
+TS = (1, 2, 4, 8, 16, 32)
+SAMPLES = 512
+
+MODELS: dict[str, tuple[str, list[str], str]] = {
+    "digits-cnn": ("digits-ann", [], "digits"),
+    "sst2-textmlp": ("sst2-ann", [], "sst2"),
+    "digits32-resnet18": ("digits-ann", [
+        "model.name=resnet18", 'model.config={stem_type = "small", width = 16}', "data.options={size = 32}",
+        "train.epochs=6", "train.batch_size=64", "train.lr=2e-3",
+    ], "digits"),
+}
+
+
+def ours(ann_path: Path, ds: Any, calib: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+    source_body = load_bundle(ann_path).model.body
+    started = time.perf_counter()
+    gm, report = C.convert(source_body, C.Options(), calib[0])
+    convert_s = time.perf_counter() - started
+    net = Network(gm, kind="converted", T=8)
+    result: dict[str, Any] = {
+        "ann_acc_after_folding": C.ann_accuracy(gm, ds.x_test, ds.y_test),
+        "convert_s": round(convert_s, 2),
+        "report": {k: len(v) for k, v in report.as_dict().items()},
+        "rate": C.accuracy_by_T(net, ds.x_test, ds.y_test, TS),
+        "calibrated": {},
+    }
+    data = K.Data(calib[0], calib[1], ds.x_test, ds.y_test)
+    for T in TS:
+        gm, _ = C.convert(source_body, C.Options(), calib[0])
+        net = Network(gm, kind="converted", T=T)
+        started = time.perf_counter()
+        stages = [K.run_stage(s, net, data) for s in K.DEFAULT_STAGES]
+        result["calibrated"][T] = {
+            "acc": K.accuracy_at(net, ds.x_test, ds.y_test),
+            "calibrate_s": round(time.perf_counter() - started, 2),
+            "stages": [{k: s[k] for k in ("stage", "acc_before", "acc_after", "kept")} for s in stages],
+            "acc_by_T": C.accuracy_by_T(net, ds.x_test, ds.y_test, TS, net.readout_delay / T),
+        }
+    return result
+
+
+@torch.no_grad()
+def spikingjelly(ann_body: torch.nn.Module, ds: Any, calib_x: torch.Tensor, recipe: str) -> dict[int, float]:
+    """SpikingJelly's converted model in its default single-step mode: T calls, outputs summed."""
+    from spikingjelly.activation_based import functional
+    from spikingjelly.activation_based.ann2snn import FXConverter, LocalThresholdBalancingRecipe, RateCodingRecipe
+
+    loader = [calib_x[i : i + 128] for i in range(0, len(calib_x), 128)]
+    if recipe == "rate":
+        r = RateCodingRecipe(loader, mode="99.9%", channel_wise=True, half_threshold=True, pre_spike_maxpool=True)
+    else:
+        r = LocalThresholdBalancingRecipe(loader)
+    snn = FXConverter(r, device="cpu").convert(copy.deepcopy(ann_body).eval()).eval()
+    correct = {T: 0 for T in TS}
+    for start in range(0, len(ds.x_test), 128):
+        x, y = ds.x_test[start : start + 128], ds.y_test[start : start + 128]
+        functional.reset_net(snn)
+        total = 0
+        for t in range(1, max(TS) + 1):
+            total = total + snn(x)
+            if t in correct:
+                correct[t] += int((total.argmax(-1) == y).sum())
+    return {T: c / len(ds.y_test) for T, c in correct.items()}
+
+
+def resnet18_conversion_time() -> dict[str, Any]:
+    """Wall time of `convert` for a full-width resnet18 (small stem, 32x32, 10 classes), 512 samples."""
+    from snnctl.zoo import build_network
+
+    torch.manual_seed(0)
+    net = build_network("resnet18", {"stem_type": "small", "num_classes": 10, "in_channels": 1}, kind="ann")
+    net.eval()
+    x = torch.rand(SAMPLES, 1, 32, 32)
+    started = time.perf_counter()
+    gm, report = C.convert(net.body, C.Options(), x)
+    return {"model": "resnet18 width 64, small stem, 1x32x32 input", "calibration_samples": SAMPLES,
+            "convert_s": round(time.perf_counter() - started, 2), "neurons": len(report.converted),
+            "threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--runs", type=Path, default=Path("runs/bench-conversion"))
+    parser.add_argument("--save", type=Path)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "method": "test-split accuracy; calibration on 512 seeded training examples; SJ on the same ANN and data",
+        "models": {},
+    }
+    for name in args.models.split(","):
+        recipe_name, overrides, dataset = MODELS[name]
+        recipe = load_recipe(recipe_name, overrides)
+        started = time.perf_counter()
+        out = train(recipe, args.runs / name).out
+        train_s = time.perf_counter() - started
+        bundle = load_bundle(out)
+        ds = load_data(dataset, bundle.manifest["recipe"]["data"])
+        calib = calibration_split(ds, SAMPLES)
+        entry: dict[str, Any] = {"ann_acc": bundle.manifest["metrics"]["test_acc"], "train_s": round(train_s, 1)}
+        entry["snnctl"] = ours(out, ds, calib)
+        for recipe_sj in ("rate", "ltb"):
+            try:
+                entry[f"spikingjelly_{recipe_sj}"] = spikingjelly(bundle.model.body, ds, calib[0], recipe_sj)
+            except Exception as err:  # a peer failing on a model is a result too
+                entry[f"spikingjelly_{recipe_sj}"] = f"failed: {type(err).__name__}: {str(err)[:200]}"
+        results["models"][name] = entry
+        print(f"{name}: done", file=sys.stderr)
+    results["resnet18_conversion_time"] = resnet18_conversion_time()
+    emit(results, args.save, args.json)
+
+
+if __name__ == "__main__":
+    main()
