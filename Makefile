@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.snnctl-installed
 RUNS ?= runs
 
-.PHONY: setup demo test test-fast lint bench-layer bench-kernels kernels clean
+.PHONY: setup demo test test-fast lint bench-layer bench-kernels bench-conversion kernels clean
 
 setup: $(STAMP)
 
@@ -47,10 +47,14 @@ bench-layer: setup
 
 # Peers (snnTorch, SpikingJelly, Norse) are benchmark-only, installed here, not by setup. --no-deps:
 # their declared torchvision/torchaudio would replace the CPU torch with a multi-GB CUDA build.
-PEERS := snntorch==1.0.0 spikingjelly==2.0.0 norse==1.1.0 nir nirtorch loguru h5py
+PEERS := snntorch==1.0.0 spikingjelly==2.0.0 norse==1.1.0 nir nirtorch loguru h5py tqdm requests
 bench-kernels: setup
 	$(BIN)/pip install -q --no-deps $(PEERS)
 	$(BIN)/python benchmarks/kernels.py --save benchmarks/results/kernels.json
+
+bench-conversion: setup
+	$(BIN)/pip install -q --no-deps $(PEERS)
+	$(BIN)/python benchmarks/conversion.py --save benchmarks/results/conversion.json
 
 clean:
 	rm -rf $(VENV) $(RUNS) build *.egg-info $(KERNEL_SO)
