@@ -26,15 +26,15 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit  # noqa: E402
+from common import emit
 
-from snnctl.artifact import load_bundle  # noqa: E402
-from snnctl.config import load_recipe  # noqa: E402
-from snnctl.conversion import calibrate as K  # noqa: E402
-from snnctl.conversion import convert as C  # noqa: E402
-from snnctl.conversion.bundle import calibration_split, load_data  # noqa: E402
-from snnctl.training.trainer import train  # noqa: E402
-from snnctl.zoo import Network  # noqa: E402
+from snnctl.artifact import load_bundle
+from snnctl.config import load_recipe
+from snnctl.conversion import calibrate as K
+from snnctl.conversion import convert as C
+from snnctl.conversion.bundle import calibration_split, load_data
+from snnctl.training.trainer import train
+from snnctl.zoo import Network
 
 TS = (1, 2, 4, 8, 16, 32)
 SAMPLES = 512
@@ -110,7 +110,7 @@ def resnet18_conversion_time() -> dict[str, Any]:
     net.eval()
     x = torch.rand(SAMPLES, 1, 32, 32)
     started = time.perf_counter()
-    gm, report = C.convert(net.body, C.Options(), x)
+    _, report = C.convert(net.body, C.Options(), x)
     return {"model": "resnet18 width 64, small stem, 1x32x32 input", "calibration_samples": SAMPLES,
             "convert_s": round(time.perf_counter() - started, 2), "neurons": len(report.converted),
             "threads": torch.get_num_threads()}
