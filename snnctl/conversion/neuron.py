@@ -116,7 +116,7 @@ class Converted(nn.Module):
         return self.act(z) * theta
 
     def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, *args: Any) -> None:
-        # Thresholds are per channel once calibrated: take the saved shape, not the placeholder [1].
+        # Thresholds are per channel once calibrated: take the saved shape, not the initial one-element buffer.
         for name in ("theta", "shift", "v0"):
             saved = state_dict.get(prefix + name)
             if saved is not None and saved.shape != getattr(self, name).shape:
