@@ -32,7 +32,8 @@ from snnctl.artifact import load_bundle
 from snnctl.config import load_recipe
 from snnctl.conversion import calibrate as K
 from snnctl.conversion import convert as C
-from snnctl.conversion.bundle import calibration_split, load_data
+from snnctl.conversion.bundle import calibration_split
+from snnctl.data import load_as_recorded
 from snnctl.training.trainer import train
 from snnctl.zoo import Network
 
@@ -52,8 +53,9 @@ MODELS: dict[str, tuple[str, list[str], str]] = {
 def ours(ann_path: Path, ds: Any, calib: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
     source_body = load_bundle(ann_path).model.body
     started = time.perf_counter()
-    gm, report = C.convert(source_body, C.Options(), calib[0])
+    converted, report = C.convert(source_body, C.Options(), calib[0])
     convert_s = time.perf_counter() - started
+    gm = copy.deepcopy(converted)
     net = Network(gm, kind="converted", T=8)
     result: dict[str, Any] = {
         "ann_acc_after_folding": C.ann_accuracy(gm, ds.x_test, ds.y_test),
@@ -64,8 +66,7 @@ def ours(ann_path: Path, ds: Any, calib: tuple[torch.Tensor, torch.Tensor]) -> d
     }
     data = K.Data(calib[0], calib[1], ds.x_test, ds.y_test)
     for T in TS:
-        gm, _ = C.convert(source_body, C.Options(), calib[0])
-        net = Network(gm, kind="converted", T=T)
+        net = Network(copy.deepcopy(converted), kind="converted", T=T)
         started = time.perf_counter()
         stages = [K.run_stage(s, net, data) for s in K.DEFAULT_STAGES]
         result["calibrated"][T] = {
@@ -136,7 +137,7 @@ def main() -> None:
         out = train(recipe, args.runs / name).out
         train_s = time.perf_counter() - started
         bundle = load_bundle(out)
-        ds = load_data(dataset, bundle.manifest["recipe"]["data"])
+        ds = load_as_recorded(dataset, bundle.manifest["recipe"]["data"])
         calib = calibration_split(ds, SAMPLES)
         entry: dict[str, Any] = {"ann_acc": bundle.manifest["metrics"]["test_acc"], "train_s": round(train_s, 1)}
         entry["snnctl"] = ours(out, ds, calib)

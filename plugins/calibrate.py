@@ -51,6 +51,8 @@ def command(
     from snnctl.conversion import bundle as B
     from snnctl.conversion import calibrate as K
     from snnctl.conversion.convert import TABLE_T, accuracy_by_T
+    from snnctl.data import load_as_recorded
+    from snnctl.metrics.bench import check_compatible
 
     chosen = parse_stages(stages)
     run_device = config.prepare_runtime(device, None)
@@ -61,11 +63,11 @@ def command(
             "calibration tunes converted SNNs; a directly trained SNN is tuned by training"
         raise UserError(f"this bundle is not a converted SNN (kind '{kind}')", where=str(bundle), hint=hint)
     info = dict(source.manifest["conversion"])
-    ds = B.load_data(dataset, info.get("data"))
+    ds = load_as_recorded(dataset, info.get("data"))
     net = source.model.to(run_device)
     if T is not None:
         net.T = T
-    B.check_inputs(net, ds, str(bundle))
+    check_compatible(net, ds, str(bundle), B.MISFIT_HINT)
     out = out or bundle.with_name(bundle.name + "-cal")
     if out.resolve() == bundle.resolve():
         raise UserError("--out is the input bundle", where=str(out), hint="write the calibrated model to a new folder")

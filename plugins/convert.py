@@ -71,20 +71,20 @@ def command(
     from snnctl.conversion import bundle as B
     from snnctl.conversion import convert as C
     from snnctl.conversion.source import resolve
-    from snnctl.data import load_dataset
+    from snnctl.data import load_as_recorded, load_dataset
+    from snnctl.metrics.bench import check_compatible
     from snnctl.zoo import Network
 
     compile_fn = compile_target(target)
     run_device = config.prepare_runtime(device, None)
+    C.check_method(method)  # before any loading: a typo costs nothing
     options = C.Options(method=method, T=T, levels=levels, percentile=percentile, allow_partial=allow_partial)
-    if method not in C.METHODS:
-        raise UserError(f"unknown method '{method}'", hint=f"use one of: {', '.join(C.METHODS)}")
     zoo_config = parse_sets(sets)
     is_zoo = model in registry.entries("models") and not Path(model).exists()
     ds = load_dataset(dataset) if dataset and is_zoo else None
     source = resolve(model, weights=weights, config=zoo_config, ds=ds)
     if dataset and ds is None:
-        ds = B.load_data(dataset, source.data)
+        ds = load_as_recorded(dataset, source.data)
     calib = B.calibration_split(ds, samples) if ds is not None else None
 
     started = time.perf_counter()
@@ -96,12 +96,12 @@ def command(
 
     metrics: dict[str, Any] = {"convert_s": round(convert_s, 3)}
     if ds is not None:
-        B.check_inputs(net, ds, model)
+        check_compatible(net, ds, model, B.MISFIT_HINT)
         x_test, y_test = ds.x_test.to(run_device), ds.y_test.to(run_device)
+        by_T = C.accuracy_by_T(net, x_test, y_test, tuple(sorted({*C.TABLE_T, T})))  # one run serves all
         metrics.update(dataset=ds.name, test_samples=len(ds.y_test),
                        ann_acc=C.ann_accuracy(body, x_test, y_test),
-                       acc_by_T={str(k): v for k, v in C.accuracy_by_T(net, x_test, y_test).items()})
-        metrics["test_acc"] = metrics["acc_by_T"].get(str(T)) or C.accuracy_by_T(net, x_test, y_test, (T,))[T]
+                       acc_by_T={str(k): by_T[k] for k in C.TABLE_T}, test_acc=by_T[T])
     name = Path(model).name if Path(model).exists() else model.replace("/", "-")
     out = out or Path("runs") / f"{name}-snn"
     info = {"method": method, "percentile": percentile if C.needs_data(options, source.body) else None,

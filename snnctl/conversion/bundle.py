@@ -11,17 +11,9 @@ from torch import Tensor
 
 from snnctl.artifact import make_manifest
 from snnctl.conversion.graph import Report, neurons
-from snnctl.data import Dataset, load_dataset
+from snnctl.data import Dataset
 from snnctl.errors import UserError
 from snnctl.zoo import Network
-
-
-def load_data(name: str, recorded: dict[str, Any] | None) -> Dataset:
-    """Load `name` with the split and options recorded for it (the ANN's recipe), if it is the same."""
-    if recorded and recorded.get("name") == name:
-        opts = {k: recorded[k] for k in ("test_fraction", "split_seed") if k in recorded}
-        return load_dataset(name, **opts, **(recorded.get("options") or {}))
-    return load_dataset(name)
 
 
 def calibration_split(ds: Dataset, samples: int, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -32,17 +24,8 @@ def calibration_split(ds: Dataset, samples: int, seed: int = 0) -> tuple[Tensor,
     return ds.x_train[order], ds.y_train[order]
 
 
-def check_inputs(model: Network, ds: Dataset, where: str) -> None:
-    try:
-        with torch.no_grad():
-            logits = model(ds.x_test[:2])
-    except RuntimeError as err:
-        raise UserError(f"model does not accept {ds.name} inputs of shape {tuple(ds.input_shape)} "
-                        f"({str(err).splitlines()[0]})", where=where,
-                        hint="pick the dataset the ANN was trained on, or set its zoo config with --set") from None
-    if logits.shape[-1] != ds.num_classes:
-        raise UserError(f"model has {logits.shape[-1]} outputs but {ds.name} has {ds.num_classes} classes",
-                        where=where, hint="set num_classes with --set, or pick the matching dataset")
+# Conversion's hint for a model that does not fit the data (see snnctl.metrics.bench.check_compatible).
+MISFIT_HINT = "pick the dataset the ANN was trained on, or set its zoo config (--set num_classes=..., ...)"
 
 
 def spike_kind(model: Network) -> str:

@@ -257,10 +257,7 @@ def run_stage(
     kept = stage == "hseo" or agreement(model, data) >= score_before  # hseo has its own objective
     if not kept:
         state, model.readout_delay, model.T = snapshot
-        for name, neuron in neurons(model.body):
-            for buf in ("theta", "shift", "v0"):
-                setattr(neuron, buf, state[f"body.{name}.{buf}"])
-        model.load_state_dict(state)
+        model.load_state_dict(state)  # Converted takes per-channel buffer shapes from the state
     after = accuracy_at(model, data.x_test, data.y_test)
     return {"stage": stage, "T": model.T, "acc_before": before, "acc_after": after, "kept": kept, **details}
 

@@ -29,6 +29,11 @@ class Options:
     allow_partial: bool = False
 
 
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise UserError(f"unknown method '{method}'", hint=f"use one of: {', '.join(METHODS)}")
+
+
 def has_qcfs(model: nn.Module) -> bool:
     from snnctl.conversion.neuron import QCFS
 
@@ -138,8 +143,7 @@ def convert(
     ann_body: nn.Module, options: Options, calib_x: Tensor | None
 ) -> tuple[fx.GraphModule, Report]:
     """Rewrite an ANN body into a converted SNN body and balance its thresholds."""
-    if options.method not in METHODS:
-        raise UserError(f"unknown method '{options.method}'", hint=f"use one of: {', '.join(METHODS)}")
+    check_method(options.method)
     if options.method == "qcfs" and not has_qcfs(ann_body):
         raise UserError("method 'qcfs' needs an ANN trained with QCFS activations",
                         hint="train it with --set model.activation=qcfs, or use --method rate")

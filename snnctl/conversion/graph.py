@@ -313,13 +313,7 @@ def _rate_maxpool(gm: fx.GraphModule, node: fx.Node, modules: dict[str, nn.Modul
     params = {n: node.args[i + 1] for i, n in enumerate(names) if len(node.args) > i + 1}
     params.update({k: v for k, v in node.kwargs.items() if k in names})
     cls = nn.MaxPool1d if node.target is F.max_pool1d else nn.MaxPool2d
-    target = f"maxpool_{node.name}"
-    gm.add_submodule(target, RateMaxPool(cls(**params)))
-    with gm.graph.inserting_after(node):
-        new = gm.graph.call_module(target, args=(node.args[0],))
-    new.meta = dict(node.meta)
-    node.replace_all_uses_with(new)
-    gm.graph.erase_node(node)
+    _replace_with_module(gm, node, f"maxpool_{node.name}", RateMaxPool(cls(**params)))
 
 
 def rewrite(
@@ -338,8 +332,7 @@ def rewrite(
     for node in list(gm.graph.nodes):
         if node.op in ("placeholder", "output", "get_attr"):
             continue
-        inputs = [a for a in node.all_input_nodes]
-        downstream = any(a in after_neuron for a in inputs)
+        downstream = any(a in after_neuron for a in node.all_input_nodes)
         found = activation_of(node, modules)
         where = source_line(node)
         if found is not None:
@@ -362,8 +355,7 @@ def rewrite(
             report.passed.append({"op": f"MaxPool '{node.target}'", "why": "moved before its neuron, pools by "
                                   "running input sums", "where": where})
         elif not downstream:
-            if node.op in ("call_module", "call_function", "call_method"):
-                report.passed.append({"op": describe(node, modules), "why": "input stage", "where": where})
+            report.passed.append({"op": describe(node, modules), "why": "input stage", "where": where})
         elif is_linear(node, modules):
             report.passed.append({"op": describe(node, modules), "why": "linear in time", "where": where})
         else:
@@ -388,6 +380,7 @@ def rewrite(
 
 
 def _replace_with_module(gm: fx.GraphModule, node: fx.Node, target: str, module: nn.Module) -> fx.Node:
+    """Put `module` at `target` and call it on the node's first input in place of the node."""
     if node.op == "call_module" and target == node.target:
         _set_submodule(gm, target, module)
     else:

@@ -28,6 +28,15 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
 
+def load_as_recorded(name: str, recorded: dict[str, Any] | None) -> Dataset:
+    """Load `name` with the split and options a recipe's [data] section recorded for it, when it is
+    the same dataset; with its defaults otherwise."""
+    if recorded and recorded.get("name") == name:
+        split = {k: recorded[k] for k in ("test_fraction", "split_seed") if k in recorded}
+        return load_dataset(name, **split, **(recorded.get("options") or {}))
+    return load_dataset(name)
+
+
 def load_dataset(name: str, **options: Any) -> Dataset:
     """Load a registered dataset; bad options are a user error naming the dataset."""
     loader = registry.load("datasets", name)

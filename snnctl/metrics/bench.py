@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from snnctl.artifact import Bundle
-from snnctl.data import Dataset, load_dataset
+from snnctl.data import Dataset, load_as_recorded
 from snnctl.data.encoders import encode
 from snnctl.errors import UserError
 from snnctl.metrics import energy
@@ -21,28 +21,24 @@ from snnctl.robust.ternary import logic_gated_layers
 
 def dataset_for(bundle: Bundle, name: str) -> Dataset:
     """Load `name` the way the bundle was trained on it (same split and options) when that is known."""
-    recipe = bundle.manifest.get("recipe") or {}
-    data = recipe.get("data") or {}
-    if data.get("name") == name:
-        options = {"test_fraction": data["test_fraction"], "split_seed": data["split_seed"], **data["options"]}
-        return load_dataset(name, **options)
-    return load_dataset(name)
+    return load_as_recorded(name, (bundle.manifest.get("recipe") or {}).get("data"))
 
 
-def check_compatible(bundle: Bundle, ds: Dataset) -> None:
+def check_compatible(model: torch.nn.Module, ds: Dataset, where: str, hint: str | None = None) -> None:
+    """Run two test examples through the model: wrong input shapes or class counts are a user error."""
     probe = ds.x_test[:2]
     try:
         with torch.no_grad():
-            logits = bundle.model(probe)
+            logits = model(probe)
     except RuntimeError as err:
         raise UserError(
             f"model does not accept {ds.name} inputs of shape {tuple(ds.input_shape)} ({str(err).splitlines()[0]})",
-            where=str(bundle.path),
+            where=where, hint=hint,
         ) from None
     if logits.shape[-1] != ds.num_classes:
         raise UserError(
             f"model has {logits.shape[-1]} outputs but {ds.name} has {ds.num_classes} classes",
-            where=str(bundle.path),
+            where=where, hint=hint,
         )
 
 
@@ -72,7 +68,7 @@ def bench_bundle(
     batch_size: int = 256,
     batch_repeats: int = 10,
 ) -> dict[str, Any]:
-    check_compatible(bundle, ds)
+    check_compatible(bundle.model, ds, str(bundle.path))
     dev = torch.device(device)
     model = bundle.model.to(dev).eval()
     x, y = ds.x_test.to(dev), ds.y_test.to(dev)
