@@ -1,0 +1,161 @@
+"""The compile targets behind `snnctl compile` (entry-point group `snnctl.targets`).
+
+A target is a function `compile(bundle, out, options=None) -> dict`: it writes its artifacts into
+`out`, runs the round-trip check and writes `compile.json` (options, artifacts, round-trip report)
+last, so a folder with `compile.json` is a finished compile.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from snnctl import __version__
+from snnctl.artifact import Bundle, load_bundle, write_atomic
+from snnctl.backends.extract import ExportOptions
+from snnctl.errors import UserError
+
+MANIFEST = "compile.json"
+
+
+@dataclass
+class CompileOptions:
+    dt: float = 1e-4
+    discretisation: str = "euler"
+    reset: str | None = None
+    dataset: str | None = None
+    samples: int = 256
+    T: int | None = None
+    input_shape: tuple[int, ...] | None = None
+    strict: bool = False
+    seed: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def export(self) -> ExportOptions:
+        return ExportOptions(dt=self.dt, discretisation=self.discretisation, reset=self.reset)
+
+
+@dataclass
+class Inputs:
+    """The batch the round trip runs: examples `[B, ...]`, and labels when they came from a dataset."""
+
+    x: torch.Tensor
+    labels: torch.Tensor | None
+    source: str
+
+
+def spiking_bundle(path: Path, target: str) -> Bundle:
+    bundle = load_bundle(path)
+    if bundle.manifest["kind"] != "snn":
+        raise UserError(f"the {target} target compiles SNN bundles; this one is {bundle.manifest['kind']}",
+                        where=str(path), hint="train with an SNN recipe, or import a NIR graph with snnctl convert")
+    return bundle
+
+
+def recorded_data(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    recipe = manifest.get("recipe") or {}
+    return recipe.get("data") or (manifest.get("conversion") or {}).get("data")
+
+
+def round_trip_inputs(bundle: Bundle, options: CompileOptions) -> Inputs:
+    """A dataset's test examples when one is named, random inputs of the model's shape otherwise."""
+    from snnctl.data import load_as_recorded
+    from snnctl.metrics.bench import check_compatible
+
+    recorded = recorded_data(bundle.manifest)
+    if options.dataset:
+        ds = load_as_recorded(options.dataset, recorded)
+        check_compatible(bundle.model, ds, str(bundle.path))
+        n = min(options.samples, len(ds.y_test))
+        return Inputs(ds.x_test[:n].float(), ds.y_test[:n], f"{ds.name} test split, first {n}")
+    shape = options.input_shape
+    if shape is None and recorded and recorded.get("name"):
+        shape = tuple(load_as_recorded(recorded["name"], recorded).input_shape)
+    if shape is None:
+        raise UserError("cannot tell the model's input shape", where=str(bundle.path),
+                        hint="pass --dataset NAME or --input-shape C,H,W")
+    gen = torch.Generator().manual_seed(options.seed)
+    return Inputs(torch.rand(options.samples, *shape, generator=gen), None, f"{options.samples} uniform random inputs")
+
+
+def finish(out: Path, target: str, bundle: Bundle, options: CompileOptions, artifacts: dict[str, str],
+           report: dict[str, Any], started: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write compile.json (last) and return the summary the CLI prints."""
+    opts = {k: v for k, v in asdict(options).items() if k != "warnings"}
+    summary = {
+        "target": target, "bundle": str(bundle.path), "out": str(out), "code_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"), "options": opts,
+        "artifacts": artifacts, "roundtrip": report, "warnings": options.warnings,
+        "compile_s": round(time.perf_counter() - started, 3), **(extra or {}),
+    }
+    write_atomic(out / MANIFEST, (json.dumps(summary, indent=2, default=_jsonable) + "\n").encode())
+    return summary
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def _prepare(bundle_path: Path | str, out: Path | str, target: str, options: CompileOptions | None):
+    options = options or CompileOptions()
+    options.export.check()
+    bundle = spiking_bundle(Path(bundle_path), target)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    T = options.T or bundle.model.T
+    return options, bundle, out, T
+
+
+def compile_nir(bundle: Path | str, out: Path | str, options: CompileOptions | None = None) -> dict[str, Any]:
+    """Write model.nir, read it back, run it as an snnctl graph network and compare."""
+    from snnctl.backends import nir_target
+
+    started = time.perf_counter()
+    options, loaded, out, T = _prepare(bundle, out, "nir", options)
+    inputs = round_trip_inputs(loaded, options)
+    report, artifacts = nir_target.compile_and_check(loaded, out, options, inputs, T)
+    return finish(out, "nir", loaded, options, artifacts, report, started)
+
+
+def compile_onnx(bundle: Path | str, out: Path | str, options: CompileOptions | None = None) -> dict[str, Any]:
+    """Write model.step.onnx and model.seq.onnx (Scan over time), check them with onnxruntime."""
+    from snnctl.backends import onnx_target
+
+    started = time.perf_counter()
+    options, loaded, out, T = _prepare(bundle, out, "onnx", options)
+    inputs = round_trip_inputs(loaded, options)
+    report, artifacts = onnx_target.compile_and_check(loaded, out, options, inputs, T)
+    return finish(out, "onnx", loaded, options, artifacts, report, started)
+
+
+def compile_loihi(bundle: Path | str, out: Path | str, options: CompileOptions | None = None) -> dict[str, Any]:
+    """Quantise to Loihi 2 fixed point, simulate bit-accurately, cross-check with lava fixed_pt, write
+    netx HDF5 and a resource estimate."""
+    from snnctl.backends import loihi_target
+
+    started = time.perf_counter()
+    options, loaded, out, T = _prepare(bundle, out, "loihi", options)
+    inputs = round_trip_inputs(loaded, options)
+    report, artifacts, extra = loihi_target.compile_and_check(loaded, out, options, inputs, T, fixed=True)
+    return finish(out, "loihi", loaded, options, artifacts, report, started, extra)
+
+
+def compile_lava(bundle: Path | str, out: Path | str, options: CompileOptions | None = None) -> dict[str, Any]:
+    """Build the lava process network in floating point and run it under Loihi2SimCfg(floating_pt)."""
+    from snnctl.backends import loihi_target
+
+    started = time.perf_counter()
+    options, loaded, out, T = _prepare(bundle, out, "lava", options)
+    inputs = round_trip_inputs(loaded, options)
+    report, artifacts, extra = loihi_target.compile_and_check(loaded, out, options, inputs, T, fixed=False)
+    return finish(out, "lava", loaded, options, artifacts, report, started, extra)
