@@ -35,6 +35,9 @@ class CompileOptions:
     input_shape: tuple[int, ...] | None = None
     strict: bool = False
     seed: int = 0
+    input_bits: int = 8
+    weight_percentile: float = 100.0
+    lava_samples: int = 64
     warnings: list[str] = field(default_factory=list)
 
     @property
