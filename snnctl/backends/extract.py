@@ -59,6 +59,9 @@ def trace_snn(body: nn.Module, example: torch.Tensor) -> fx.GraphModule:
     except Exception as err:  # a user's forward that fx cannot follow
         raise UserError(f"torch.fx cannot trace the model ({type(err).__name__}: {err})") from None
     fold_batchnorm(gm, Report())
+    for m in gm.modules():
+        if isinstance(m, SpikingActivation):
+            m.T = 1  # one probe example, one step
     with torch.no_grad():
         ShapeProp(gm).propagate(example)
     return gm
@@ -78,7 +81,7 @@ def _pair(v: Any) -> tuple[int, int]:
 
 
 def _array(value: float, shape: tuple[int, ...]) -> np.ndarray:
-    return np.full(shape, value, dtype=np.float32)
+    return np.full(shape, value, dtype=np.float64)  # float64: tau and r keep dt/tau exact enough
 
 
 def neuron_node(act: SpikingActivation, shape: tuple[int, ...], opts: ExportOptions, where: str) -> nir.NIRNode:

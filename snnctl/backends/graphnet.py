@@ -104,6 +104,7 @@ def from_nir(graph: nir.NIRGraph, opts: ExportOptions) -> tuple[Spec, dict[str, 
         elif isinstance(node, (nir.IF, nir.LIF)):
             decay, theta, gain, leak = _neuron(node, opts, name)
             shape = _shape_of(node)
+            gain = 1.0 if abs(gain - 1.0) < 1e-6 else gain  # float32 round-off in tau and r, not a gain
             if gain != 1.0 or np.any(leak != 0):
                 pre = f"{key}__input"
                 nodes.append({"name": pre, "inputs": entry["inputs"], "type": "scale", "shape": shape})

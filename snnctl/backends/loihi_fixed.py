@@ -106,7 +106,7 @@ def quantise(pops: list[Population], acts: list[Activity], q_in: float, weight_p
              ) -> list[FixedPopulation]:
     fixed = []
     q = q_in
-    for p, act in zip(pops, acts):
+    for p, act in zip(pops, acts, strict=False):
         w_ref = float(np.percentile(np.abs(p.weight), weight_percentile)) if p.weight.size else 0.0
         limits = [254.0 * q / w_ref if w_ref > 0 else math.inf]
         if not p.readout:

@@ -67,7 +67,7 @@ def _chain(bundle: Any, options: Any, inputs: Any, T: int) -> tuple[list[Populat
 
 def _spike_run(pops: list[Population], spikes: list[np.ndarray], outputs: np.ndarray) -> Run:
     T, B = outputs.shape[:2]
-    return Run(outputs, {p.name: s.reshape(T, B, *p.out_shape) for p, s in zip(pops, spikes)})
+    return Run(outputs, {p.name: s.reshape(T, B, *p.out_shape) for p, s in zip(pops, spikes, strict=False)})
 
 
 def compile_and_check(bundle: Any, out: Path, options: Any, inputs: Any, T: int, fixed: bool,
@@ -98,15 +98,15 @@ def _loihi(pops, seq, reference, bundle, out, options, inputs, T) -> tuple[dict,
     for name, n in clipped.items():
         options.warnings.append(f"layer {name}: {n} weights clipped to 8 bits; spike mismatch against the float "
                                 f"SNN over all layers is {mismatch:.4f}")
-    for f, n in zip(fixed, sim.overflow):
+    for f, n in zip(fixed, sim.overflow, strict=False):
         if n:
             options.warnings.append(f"layer {f.pop.name}: synaptic input left 16 bits {n} times (lava's a_in is int16)")
 
     path = out / "model.net"
     netx.write(path, fixed, T)
     again = LF.simulate(netx.read(path), seq_int)
-    report["netx_file_identical"] = bool(all(np.array_equal(a, b) for a, b in zip(again.spikes, sim.spikes))
-                                         and np.array_equal(again.readout_v, sim.readout_v))
+    same = [np.array_equal(a, b) for a, b in zip(again.spikes, sim.spikes, strict=True)]
+    report["netx_file_identical"] = bool(all(same) and np.array_equal(again.readout_v, sim.readout_v))
     report["lava_fixed_pt"] = _lava_fixed(pops, fixed, seq_int, sim, options.lava_samples)
     report["quantisation"] = LF.describe(fixed)
     extra = {"resources": resources(pops)}
@@ -120,12 +120,12 @@ def _lava_fixed(pops, fixed, seq_int, sim, samples: int) -> dict[str, Any]:
     if n == 0:
         return {"checked": False, "note": "--lava-samples 0"}
     spikes, readout_v = lava_run.run(pops, seq_int[:, :n], fixed)
-    diffs = [int(np.count_nonzero(a != b[:, :n])) for a, b in zip(spikes, sim.spikes)]
+    diffs = [int(np.count_nonzero(a != b[:, :n])) for a, b in zip(spikes, sim.spikes, strict=False)]
     total = sum(a.size for a in spikes)
     v_diff = int(np.count_nonzero(readout_v != sim.readout_v[:, :n]))
     return {"checked": True, "samples": n, "spikes_compared": total, "spikes_differing": sum(diffs),
             "readout_values_differing": v_diff, "bit_exact": sum(diffs) == 0 and v_diff == 0,
-            "per_layer_differing": dict(zip([p.name for p in pops[:-1]], diffs))}
+            "per_layer_differing": dict(zip([p.name for p in pops[:-1]], diffs, strict=False))}
 
 
 def _lava_float(pops, seq, reference, bundle, out, options, inputs) -> tuple[dict, dict, dict]:
@@ -149,4 +149,5 @@ def _lava_float(pops, seq, reference, bundle, out, options, inputs) -> tuple[dic
                "vth": None if p.readout else p.threshold, "readout": p.readout} for i, p in enumerate(pops)]
     write_atomic(out / "lava_network.json", (json.dumps({"T": int(seq.shape[0]), "populations": layout},
                                                         indent=2) + "\n").encode())
-    return report, {"weights": "lava_weights.safetensors", "network": "lava_network.json"}, {"resources": resources(pops)}
+    artifacts = {"weights": "lava_weights.safetensors", "network": "lava_network.json"}
+    return report, artifacts, {"resources": resources(pops)}

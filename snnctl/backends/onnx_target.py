@@ -84,10 +84,10 @@ class StepGraph(nn.Module):
             self.body(x)
         for h in hooks:
             h.remove()
-        return [torch.full(shape, s.v_init * float(s.threshold)) for shape, s in zip(shapes, self.steps)]
+        return [torch.full(shape, s.v_init * float(s.threshold)) for shape, s in zip(shapes, self.steps, strict=False)]
 
     def forward(self, x: Tensor, *states: Tensor) -> tuple[Tensor, ...]:
-        for step, v in zip(self.steps, states):
+        for step, v in zip(self.steps, states, strict=False):
             step.v_in = v
         y = self.body(x)
         if self.readout_scale is not None:
@@ -131,7 +131,7 @@ def scan_over_time(step_model: onnx.ModelProto, names: list[str]) -> onnx.ModelP
     seq_out = ["ys", *[f"{n}.spike_train" for n in names]]
     outer_in = [like(f"{n}.v", f"{n}.v0") for n in names] + [like("x", "xs", time=True)]
     outer_out = [like(f"{n}.v.next", f"{n}.v.final") for n in names]
-    outer_out += [like(src, dst, time=True) for src, dst in zip(scanned_out, seq_out)]
+    outer_out += [like(src, dst, time=True) for src, dst in zip(scanned_out, seq_out, strict=False)]
     scan = helper.make_node("Scan", [f"{n}.v0" for n in names] + ["xs"], [f"{n}.v.final" for n in names] + seq_out,
                             num_scan_inputs=1, body=body)
     graph = helper.make_graph([scan], "snn_over_time", outer_in, outer_out)
@@ -159,9 +159,9 @@ def run_scan(path: Path, step: StepGraph, seq: Tensor, batch: int = 256) -> Run:
     for start in range(0, seq.shape[1], batch):
         chunk = seq[:, start:start + batch]
         feeds = {"xs": chunk.numpy()}
-        for n, v in zip(step.names, step.initial_state(chunk[0])):
+        for n, v in zip(step.names, step.initial_state(chunk[0]), strict=False):
             feeds[f"{n}.v0"] = v.numpy()
-        result = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+        result = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=False))
         outs.append(result["ys"])
         for n in step.names:
             spikes[n].append(result[f"{n}.spike_train"])
@@ -177,9 +177,9 @@ def check_step_with_state(path: Path, step: StepGraph, x: Tensor) -> float:
     with torch.no_grad():
         expected = [t.numpy() for t in step(x, *states)]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feeds = {"x": x.numpy(), **{f"{n}.v": v.numpy() for n, v in zip(step.names, states)}}
+    feeds = {"x": x.numpy(), **{f"{n}.v": v.numpy() for n, v in zip(step.names, states, strict=False)}}
     got = session.run(None, feeds)
-    return float(max(np.max(np.abs(a - b)) for a, b in zip(expected, got)))
+    return float(max(np.max(np.abs(a - b)) for a, b in zip(expected, got, strict=False)))
 
 
 def compile_and_check(bundle: Any, out: Path, options: Any, inputs: Any, T: int) -> tuple[dict, dict]:

@@ -8,9 +8,15 @@ last, so a folder with `compile.json` is a finished compile.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +94,9 @@ def round_trip_inputs(bundle: Bundle, options: CompileOptions) -> Inputs:
     return Inputs(torch.rand(options.samples, *shape, generator=gen), None, f"{options.samples} uniform random inputs")
 
 
-def finish(out: Path, target: str, bundle: Bundle, options: CompileOptions, artifacts: dict[str, str],
+def finish(stage: Path, out: Path, target: str, bundle: Bundle, options: CompileOptions, artifacts: dict[str, str],
            report: dict[str, Any], started: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write compile.json (last) and return the summary the CLI prints."""
+    """Write compile.json (last, into the staging folder) and return the summary the CLI prints."""
     opts = {k: v for k, v in asdict(options).items() if k != "warnings"}
     summary = {
         "target": target, "bundle": str(bundle.path), "out": str(out), "code_version": __version__,
@@ -98,7 +104,7 @@ def finish(out: Path, target: str, bundle: Bundle, options: CompileOptions, arti
         "artifacts": artifacts, "roundtrip": report, "warnings": options.warnings,
         "compile_s": round(time.perf_counter() - started, 3), **(extra or {}),
     }
-    write_atomic(out / MANIFEST, (json.dumps(summary, indent=2, default=_jsonable) + "\n").encode())
+    write_atomic(stage / MANIFEST, (json.dumps(summary, indent=2, default=_jsonable) + "\n").encode())
     return summary
 
 
@@ -108,37 +114,56 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _prepare(bundle_path: Path | str, out: Path | str, target: str, options: CompileOptions | None):
+@contextmanager
+def staging(out: Path) -> Iterator[Path]:
+    """Compile into a hidden sibling folder and move it into place only when everything succeeded,
+    so a failed compile leaves nothing behind and never half-replaces an earlier one."""
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / MANIFEST).is_file())):
+        raise UserError("output folder exists and is not an earlier compile", where=str(out),
+                        hint="choose another --out, or remove that folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield stage
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+Check = Callable[[Bundle, Path, CompileOptions, Inputs, int], tuple]
+
+
+def run_target(target: str, bundle_path: Path | str, out: Path | str, options: CompileOptions | None,
+               check: Check) -> dict[str, Any]:
+    """Load, pick the round-trip inputs, let the target write and check into a staging folder, then
+    write compile.json and move the folder into place."""
+    started = time.perf_counter()
     options = options or CompileOptions()
     options.export.check()
     bundle = spiking_bundle(Path(bundle_path), target)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)
     T = options.T or bundle.model.T
-    return options, bundle, out, T
+    inputs = round_trip_inputs(bundle, options)
+    out = Path(out)
+    with staging(out) as stage:
+        report, artifacts, *extra = check(bundle, stage, options, inputs, T)
+        summary = finish(stage, out, target, bundle, options, artifacts, report, started, extra[0] if extra else None)
+    return summary
 
 
 def compile_nir(bundle: Path | str, out: Path | str, options: CompileOptions | None = None) -> dict[str, Any]:
     """Write model.nir, read it back, run it as an snnctl graph network and compare."""
     from snnctl.backends import nir_target
 
-    started = time.perf_counter()
-    options, loaded, out, T = _prepare(bundle, out, "nir", options)
-    inputs = round_trip_inputs(loaded, options)
-    report, artifacts = nir_target.compile_and_check(loaded, out, options, inputs, T)
-    return finish(out, "nir", loaded, options, artifacts, report, started)
+    return run_target("nir", bundle, out, options, nir_target.compile_and_check)
 
 
 def compile_onnx(bundle: Path | str, out: Path | str, options: CompileOptions | None = None) -> dict[str, Any]:
     """Write model.step.onnx and model.seq.onnx (Scan over time), check them with onnxruntime."""
     from snnctl.backends import onnx_target
 
-    started = time.perf_counter()
-    options, loaded, out, T = _prepare(bundle, out, "onnx", options)
-    inputs = round_trip_inputs(loaded, options)
-    report, artifacts = onnx_target.compile_and_check(loaded, out, options, inputs, T)
-    return finish(out, "onnx", loaded, options, artifacts, report, started)
+    return run_target("onnx", bundle, out, options, onnx_target.compile_and_check)
 
 
 def compile_loihi(bundle: Path | str, out: Path | str, options: CompileOptions | None = None) -> dict[str, Any]:
@@ -146,19 +171,11 @@ def compile_loihi(bundle: Path | str, out: Path | str, options: CompileOptions |
     netx HDF5 and a resource estimate."""
     from snnctl.backends import loihi_target
 
-    started = time.perf_counter()
-    options, loaded, out, T = _prepare(bundle, out, "loihi", options)
-    inputs = round_trip_inputs(loaded, options)
-    report, artifacts, extra = loihi_target.compile_and_check(loaded, out, options, inputs, T, fixed=True)
-    return finish(out, "loihi", loaded, options, artifacts, report, started, extra)
+    return run_target("loihi", bundle, out, options, partial(loihi_target.compile_and_check, fixed=True))
 
 
 def compile_lava(bundle: Path | str, out: Path | str, options: CompileOptions | None = None) -> dict[str, Any]:
     """Build the lava process network in floating point and run it under Loihi2SimCfg(floating_pt)."""
     from snnctl.backends import loihi_target
 
-    started = time.perf_counter()
-    options, loaded, out, T = _prepare(bundle, out, "lava", options)
-    inputs = round_trip_inputs(loaded, options)
-    report, artifacts, extra = loihi_target.compile_and_check(loaded, out, options, inputs, T, fixed=False)
-    return finish(out, "lava", loaded, options, artifacts, report, started, extra)
+    return run_target("lava", bundle, out, options, partial(loihi_target.compile_and_check, fixed=False))
