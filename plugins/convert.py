@@ -37,8 +37,29 @@ def compile_target(name: str | None) -> Any:
     return registry.load("targets", name)
 
 
+def import_nir(path: Path, out: Path | None, T: int, dt: float, discretisation: str, target: str | None,
+               json_out: bool) -> None:
+    """A NIR graph is already spiking: import it as an SNN bundle (and compile it when asked)."""
+    from snnctl.backends.extract import ExportOptions
+    from snnctl.backends.nir_target import import_bundle
+
+    if not path.is_file():
+        raise UserError("NIR file not found", where=str(path))
+    compile_fn = compile_target(target)
+    out = out or Path("runs") / f"{path.stem}-snn"
+    summary = import_bundle(path, out, ExportOptions(dt=dt, discretisation=discretisation), T)
+    if compile_fn is not None:
+        summary["compiled"] = compile_fn(out, out / f"compiled-{target}")
+    if json_out:
+        ui.print_json(summary)
+        return
+    ui.out(False).print(f"Imported {path} ({summary['nodes']} nodes, {summary['neuron_layers']} neuron layers, "
+                        f"dt={dt}, {discretisation}) as an SNN bundle: wrote {out}.")
+
+
 def command(
-    model: str = typer.Argument(..., help="Zoo name (cnn, resnet18, ...), ANN bundle, or Hugging Face folder/id."),
+    model: str = typer.Argument(..., help="Zoo name (cnn, resnet18, ...), ANN bundle, Hugging Face folder/id, "
+                                "or a .nir file (imported as an SNN bundle)."),
     weights: Path | None = typer.Option(None, "--weights", "-w", help="Zoo-name weights: .safetensors or a bundle."),
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="Calibration and test data, e.g. digits."),
     T: int = typer.Option(8, "--T", "-T", min=1, max=4096, help="Time steps the SNN runs for."),
@@ -53,6 +74,8 @@ def command(
     target: str | None = typer.Option(None, "--target", help="Hand the result to `snnctl compile` for this target."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output bundle folder (default runs/NAME-snn)."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
+    dt: float = typer.Option(1e-4, "--dt", help=".nir import: seconds per step behind tau (snnTorch's 1e-4)."),
+    discretisation: str = typer.Option("euler", "--discretisation", help=".nir import: euler or exact."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
     """Convert an ANN into an SNN of IF neurons: BatchNorm folded, per-channel thresholds, max pooling
@@ -67,7 +90,12 @@ def command(
       snnctl convert resnet18 --set stem_type=small --weights model.safetensors --dataset digits32
 
       snnctl convert ./my-hf-resnet --dataset digits --method graded --T 2 --json
+
+      snnctl convert model.nir --T 8 --dt 1e-3 --out runs/imported
     """
+    if model.endswith(".nir"):
+        import_nir(Path(model), out, T, dt, discretisation, target, json_out)
+        return
     from snnctl.conversion import bundle as B
     from snnctl.conversion import convert as C
     from snnctl.conversion.source import resolve

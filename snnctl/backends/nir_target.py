@@ -69,3 +69,20 @@ def _with_T(model: Network, T: int) -> Network:
 
 
 
+
+
+def import_bundle(path: Path, out: Path, opts: ExportOptions, T: int) -> dict[str, Any]:
+    """`snnctl convert model.nir`: read a NIR graph and write it as an snnctl SNN bundle (zoo `nir`)."""
+    from snnctl.artifact import make_manifest, save_bundle
+
+    graph = read_nir(path)
+    net, spec = network_from_nir(graph, opts, T)
+    meta = {k: v for k, v in (graph.metadata or {}).items() if isinstance(v, (str, int, float, bool))}
+    manifest = make_manifest(zoo_name="nir", zoo_config=spec, kind="snn", neuron=IMPORT_NEURON, T=T,
+                             encoding="direct", parent=str(path))
+    manifest["nir_import"] = {"file": str(path), "dt": opts.dt, "discretisation": opts.discretisation,
+                              "nodes": len(graph.nodes), "edges": len(graph.edges), "metadata": meta}
+    save_bundle(out, net, manifest)
+    return {"out": str(out), "nodes": len(graph.nodes), "edges": len(graph.edges), "T": T,
+            "neuron_layers": sum(1 for e in spec["nodes"] if e["type"] == "neuron"), "dt": opts.dt,
+            "discretisation": opts.discretisation}

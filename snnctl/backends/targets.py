@@ -85,6 +85,8 @@ def round_trip_inputs(bundle: Bundle, options: CompileOptions) -> Inputs:
         n = min(options.samples, len(ds.y_test))
         return Inputs(ds.x_test[:n].float(), ds.y_test[:n], f"{ds.name} test split, first {n}")
     shape = options.input_shape
+    if shape is None and bundle.manifest["zoo"].get("config", {}).get("input_shape"):
+        shape = tuple(bundle.manifest["zoo"]["config"]["input_shape"])  # a NIR import records its input shape
     if shape is None and recorded and recorded.get("name"):
         shape = tuple(load_as_recorded(recorded["name"], recorded).input_shape)
     if shape is None:
