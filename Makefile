@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.snnctl-installed
 RUNS ?= runs
 
-.PHONY: setup demo test test-fast lint bench-layer bench-kernels bench-conversion kernels clean
+.PHONY: setup demo test test-fast lint bench-layer bench-kernels bench-conversion bench-compile kernels clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps --ignore-requires-python lava-nc==0.10.0
 	$(BIN)/pip install -q 'asteval<0.10' networkx
+	# Test extras: snnTorch imports our NIR files in the interop test (--no-deps: see PEERS below).
+	$(BIN)/pip install -q --no-deps snntorch==1.0.0 nirtorch==2.6
 	$(MAKE) kernels
 	touch $(STAMP)
 
@@ -55,6 +57,9 @@ bench-kernels: setup
 bench-conversion: setup
 	$(BIN)/pip install -q --no-deps $(PEERS)
 	$(BIN)/python benchmarks/conversion.py --save benchmarks/results/conversion.json
+
+bench-compile: setup
+	$(BIN)/python benchmarks/compile.py --save benchmarks/results/compile.json
 
 clean:
 	rm -rf $(VENV) $(RUNS) build *.egg-info $(KERNEL_SO)

@@ -25,6 +25,8 @@ Examples:
 
   snnctl convert runs/digits-ann --dataset digits --T 8 --out runs/digits-converted
 
+  snnctl compile runs/digits-loihi-snn --target loihi --dataset digits
+
   snnctl recipes list
 
   snnctl plugins --json

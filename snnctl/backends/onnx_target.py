@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +102,12 @@ def export_step(step: StepGraph, x: Tensor) -> onnx.ModelProto:
     inputs = ["x", *[f"{n}.v" for n in names]]
     outputs = ["y", *[f"{n}.spikes" for n in names], *[f"{n}.v.next" for n in names]]
     buffer = io.BytesIO()
-    torch.onnx.export(step, (x, *states), buffer, input_names=inputs, output_names=outputs,
-                      dynamic_axes={k: {0: "batch"} for k in inputs + outputs}, opset_version=OPSET, dynamo=False)
+    with warnings.catch_warnings():
+        # The TorchScript exporter is the one that inlines our autograd spike Function without a
+        # symbolic and needs no onnxscript; torch 2.9+ warns that it is legacy.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(step, (x, *states), buffer, input_names=inputs, output_names=outputs,
+                          dynamic_axes={k: {0: "batch"} for k in inputs + outputs}, opset_version=OPSET, dynamo=False)
     model = onnx.load_from_string(buffer.getvalue())
     for key, value in {"snnctl.state_init": "zeros (v_init * threshold)", "snnctl.spike": "h >= threshold",
                        "snnctl.reset": ",".join(sorted({s.reset for s in step.steps})),

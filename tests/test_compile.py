@@ -1,0 +1,252 @@
+"""Compile targets: NIR (write, read back, peer import), ONNX (onnxruntime), Lava float, Loihi 2 fixed
+point (bit-exact against lava fixed_pt), netx HDF5, and the CLI's contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from snnctl.artifact import load_bundle, make_manifest, save_bundle
+from snnctl.backends import lava_compat
+from snnctl.backends import loihi_fixed as LF
+from snnctl.backends.extract import ExportOptions, to_nir
+from snnctl.backends.roundtrip import encoded, run_torch
+from snnctl.backends.targets import CompileOptions, compile_lava, compile_loihi, compile_nir, compile_onnx
+from snnctl.errors import UserError
+from snnctl.zoo import build_network
+
+CNN = {"channels": [4, 8], "pool": "avg"}
+RESNET = {"num_classes": 10, "in_channels": 1, "stem_type": "small", "width": 4}
+ZERO = {"type": "lif", "tau": 2.0, "reset": "zero", "threshold": 0.3}
+
+
+def make_bundle(path: Path, name: str = "cnn", config: dict | None = None, neuron: dict | None = None,
+                T: int = 4, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    config = CNN if config is None else config
+    neuron = ZERO if neuron is None else neuron
+    model = build_network(name, config, kind="snn", neuron=neuron, T=T).eval()
+    save_bundle(path, model, make_manifest(zoo_name=name, zoo_config=config, kind="snn", neuron=neuron, T=T,
+                                           encoding="direct"))
+    return path
+
+
+def opts(**kw) -> CompileOptions:
+    base = {"input_shape": (1, 8, 8), "samples": 32, "lava_samples": 6}
+    return CompileOptions(**{**base, **kw})
+
+
+# ------------------------------------------------------------------ lava on Python 3.11
+
+def test_hook_rewrites_mutable_dataclass_defaults_and_the_fork_call():
+    src = "@dataclass\nclass CoreEncoder:\n    x: ByteEncoder = ByteEncoder()\n"
+    assert "default_factory=ByteEncoder" in lava_compat.patch_source(src)
+    mp = "import multiprocessing as mp\nmp.set_start_method('fork')\n"
+    assert "allow_none=True" in lava_compat.patch_source(mp, lava_compat.MULTIPROCESSING)
+
+
+def test_lava_imports_through_the_hook():
+    module = lava_compat.import_lava(lava_compat.VAR_MODEL)
+    assert lava_compat._patched(module)
+    assert module.CoreEncoder().x is not module.CoreEncoder().x  # a factory: no shared mutable default
+
+
+# ------------------------------------------------------------------ NIR
+
+def test_nir_round_trip_is_exact_and_records_its_conventions(tmp_path):
+    summary = compile_nir(make_bundle(tmp_path / "b"), tmp_path / "out", opts())
+    rt = summary["roundtrip"]
+    assert rt["spike_mismatch"] == 0.0 and rt["output_max_abs_diff"] < 1e-5
+    assert all(layer["rate_reference"] > 0 for layer in rt["layers"])  # the comparison saw spikes
+    graph = nir.read(str(tmp_path / "out" / "model.nir"))
+    kinds = {type(n).__name__ for n in graph.nodes.values()}
+    assert {"Conv2d", "LIF", "AvgPool2d", "Flatten", "Affine"} <= kinds
+    assert tuple(int(v) for v in graph.nodes["0"].input_shape) == (8, 8)
+    assert tuple(graph.nodes["input"].input_type["input"]) == (1, 8, 8)  # no batch dimension
+    manifest = json.loads((tmp_path / "out" / "compile.json").read_text())
+    assert manifest["options"]["dt"] == 1e-4 and manifest["options"]["discretisation"] == "euler"
+
+
+def test_nir_exports_residual_adds_as_summed_edges(tmp_path):
+    summary = compile_nir(make_bundle(tmp_path / "b", "resnet18", RESNET), tmp_path / "out",
+                          opts(input_shape=(1, 16, 16)))
+    assert summary["roundtrip"]["spike_mismatch"] == 0.0
+    graph = nir.read(str(tmp_path / "out" / "model.nir"))
+    into = {}
+    for a, b in graph.edges:
+        into.setdefault(b, []).append(a)
+    assert max(len(v) for v in into.values()) == 2  # a block's neuron fed by conv path and shortcut
+
+
+@pytest.mark.parametrize("scheme", ["euler", "exact"])
+def test_tau_and_r_follow_dt_and_the_discretisation(scheme):
+    model = build_network("mlp", {"in_features": 4, "hidden": [3], "num_classes": 2}, kind="snn",
+                          neuron={"type": "lif", "decay": 0.8, "reset": "zero"})
+    graph = to_nir(model, (4,), ExportOptions(dt=1e-3, discretisation=scheme))
+    lif = next(n for n in graph.nodes.values() if isinstance(n, nir.LIF))
+    tau, r = float(lif.tau[0]), float(lif.r[0])
+    decay = 1 - 1e-3 / tau if scheme == "euler" else np.exp(-1e-3 / tau)
+    assert decay == pytest.approx(0.8, rel=1e-6)  # the decay buffer is float32
+    assert r * (1 - 0.8) == pytest.approx(1.0)  # unit input gain, as snnTorch reads it
+
+
+def test_subtract_reset_is_refused_unless_asked_and_then_the_cost_is_shown(tmp_path):
+    neuron = {**ZERO, "reset": "subtract", "threshold": 0.1}
+    bundle = make_bundle(tmp_path / "b", neuron=neuron)
+    with pytest.raises(UserError, match="resets by subtraction"):
+        compile_nir(bundle, tmp_path / "refused", opts())
+    assert not (tmp_path / "refused").exists()  # nothing written
+    summary = compile_nir(bundle, tmp_path / "out", opts(reset="zero"))
+    assert summary["roundtrip"]["spike_mismatch"] > 0.0
+
+
+def test_max_pooling_is_refused_naming_the_layer(tmp_path):
+    bundle = make_bundle(tmp_path / "b", config={"channels": [4, 8], "pool": "max"})
+    with pytest.raises(UserError, match=r"layer 3: max pooling"):
+        compile_nir(bundle, tmp_path / "out", opts())
+
+
+def test_snntorch_imports_our_nir_and_spikes_the_same(tmp_path):
+    snn = pytest.importorskip("snntorch")
+    from snntorch import utils as snn_utils
+    from snntorch.import_nir import import_from_nir
+
+    torch.manual_seed(0)
+    T = 16
+    model = build_network("mlp", {"in_features": 20, "hidden": [64, 48], "num_classes": 5}, kind="snn",
+                          neuron={"type": "lif", "tau": 2.0, "reset": "zero", "threshold": 0.5}, T=T).eval()
+    peer = import_from_nir(to_nir(model, (20,), ExportOptions()))
+    leaky = [m for m in peer.modules() if isinstance(m, snn.Leaky)]
+    assert len(leaky) == 2
+    seq = encoded(model, torch.rand(24, 20) * 2, T)
+    ours = run_torch(model, seq)
+    recorded: list[list[torch.Tensor]] = [[] for _ in leaky]
+    hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: recorded[k].append(o[0] if isinstance(o, tuple) else o))
+             for k, m in enumerate(leaky)]
+    with torch.no_grad():
+        for b in range(seq.shape[1]):  # snnTorch imports NIR Flatten(0) as torch Flatten(0): one sample at a time
+            snn_utils.reset(peer)
+            for t in range(T):
+                peer(seq[t, b])
+    for h in hooks:
+        h.remove()
+    agree = total = 0
+    for k, (name, spikes) in enumerate(ours.spikes.items()):
+        theirs = torch.stack(recorded[k]).reshape(seq.shape[1], T, -1).transpose(0, 1).numpy()
+        agree += int((theirs == spikes.reshape(T, seq.shape[1], -1)).sum())
+        total += spikes.size
+        assert spikes.mean() > 0.01, name
+    assert agree / total >= 0.99
+
+
+def test_convert_imports_a_nir_file_as_an_snn_bundle(tmp_path, cli):
+    compile_nir(make_bundle(tmp_path / "b"), tmp_path / "nir", opts())
+    result = cli("convert", tmp_path / "nir" / "model.nir", "--T", "4", "--out", tmp_path / "imported", "--json")
+    assert result.code == 0, result.err
+    original, imported = load_bundle(tmp_path / "b").model, load_bundle(tmp_path / "imported").model
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(original(x), imported(x), atol=1e-5)
+
+
+# ------------------------------------------------------------------ ONNX
+
+@pytest.mark.parametrize("name,config,shape,reset", [("cnn", CNN, (1, 8, 8), "subtract"),
+                                                     ("resnet18", RESNET, (1, 16, 16), "zero")])
+def test_onnx_scan_matches_pytorch_exactly(tmp_path, name, config, shape, reset):
+    bundle = make_bundle(tmp_path / "b", name, config, {**ZERO, "reset": reset})
+    summary = compile_onnx(bundle, tmp_path / "out", opts(input_shape=shape))
+    rt = summary["roundtrip"]
+    assert rt["spike_mismatch"] == 0.0 and rt["output_max_abs_diff"] < 1e-5
+    assert rt["step_max_abs_diff_random_state"] < 1e-5
+    assert (tmp_path / "out" / "model.step.onnx").is_file() and (tmp_path / "out" / "model.seq.onnx").is_file()
+
+
+# ------------------------------------------------------------------ Loihi 2 fixed point and lava
+
+def test_loihi_decay_truncates_toward_zero_like_the_chip():
+    x = np.array([5, -5, 4095, -4095])
+    assert LF.decay(x, 2048).tolist() == [2, -2, 2047, -2047]
+    assert LF.wrap24(np.array([(1 << 23) + 1, -(1 << 23)])).tolist() == [-(1 << 23) + 1, 1 << 23]
+
+
+def test_loihi_simulation_is_bit_exact_with_lava_fixed_pt_and_the_netx_file(tmp_path):
+    summary = compile_loihi(make_bundle(tmp_path / "b"), tmp_path / "out", opts())
+    rt = summary["roundtrip"]
+    lava = rt["lava_fixed_pt"]
+    assert lava["checked"] and lava["spikes_compared"] > 0
+    assert lava["bit_exact"], lava
+    assert rt["netx_file_identical"]
+    assert all(layer["rate_compiled"] > 0 for layer in rt["layers"])
+    assert rt["spike_mismatch"] < 0.05  # quantisation, not a broken mapping
+    quant = rt["quantisation"]
+    assert all(q["weight_range"][0] >= -256 and q["weight_range"][1] <= 254 for q in quant)
+    assert all(q["vth_mant"] <= 131071 and q["dv"] == 2048 for q in quant if not q["readout"])
+    res = summary["resources"]
+    assert res["neurons"] == 4 * 8 * 8 + 8 * 4 * 4 + 10
+    assert res["cores"] >= len(res["layers"])
+
+
+def test_netx_file_has_the_layout_netx_reads(tmp_path):
+    import h5py
+
+    compile_loihi(make_bundle(tmp_path / "b"), tmp_path / "out", opts(lava_samples=0))
+    with h5py.File(tmp_path / "out" / "model.net", "r") as h:
+        layers = h["layer"]
+        assert [layers[str(i)]["type"][0] for i in range(len(layers))] == [b"conv", b"dense", b"dense"]
+        conv = layers["0"]
+        assert conv["weight"].shape == (4, 1, 3, 3) and conv["weight"].dtype.kind == "i"
+        neuron = conv["neuron"]
+        assert neuron["type"][0] == b"CUBA" and int(neuron["iDecay"][()]) == 4096 and int(neuron["vDecay"][()]) == 2048
+
+
+def test_lava_float_agrees_with_pytorch(tmp_path):
+    summary = compile_lava(make_bundle(tmp_path / "b"), tmp_path / "out", opts())
+    rt = summary["roundtrip"]
+    assert rt["samples"] == 6 and rt["spike_agreement"] >= 0.999
+    assert (tmp_path / "out" / "lava_weights.safetensors").is_file()
+
+
+def test_loihi_refuses_a_residual_network_naming_the_join(tmp_path):
+    bundle = make_bundle(tmp_path / "b", "resnet18", RESNET)
+    with pytest.raises(UserError, match="residual add"):
+        compile_loihi(bundle, tmp_path / "out", opts(input_shape=(1, 16, 16)))
+
+
+def test_weight_saturation_warns_with_its_cost_or_fails_under_strict(tmp_path):
+    bundle = make_bundle(tmp_path / "b")
+    summary = compile_loihi(bundle, tmp_path / "out", opts(weight_percentile=90.0, lava_samples=0))
+    assert any("clipped to 8 bits" in w and "spike mismatch" in w for w in summary["warnings"])
+    with pytest.raises(UserError, match="saturate 8 bits"):
+        compile_loihi(bundle, tmp_path / "strict", opts(weight_percentile=90.0, strict=True))
+    assert not (tmp_path / "strict").exists()
+
+
+# ------------------------------------------------------------------ CLI
+
+def test_compile_list_names_the_targets(cli):
+    result = cli("compile", "--list", "--json")
+    assert result.code == 0
+    assert {t["name"] for t in json.loads(result.out)} >= {"nir", "onnx", "lava", "loihi"}
+
+
+def test_compile_cli_json_and_bad_input(tmp_path, cli):
+    bundle = make_bundle(tmp_path / "b")
+    ok = cli("compile", bundle, "--target", "onnx", "--input-shape", "1,8,8", "--samples", "8", "--json",
+             "--out", tmp_path / "onnx")
+    assert ok.code == 0 and json.loads(ok.out)["roundtrip"]["spike_mismatch"] == 0.0
+    for args, message in [
+        (("--target", "spinnaker"), "unknown compile target 'spinnaker'"),
+        (("--target", "nir", "--discretisation", "rk4"), "unknown discretisation 'rk4'"),
+        (("--target", "nir", "--input-shape", "a,b"), "--input-shape expects"),
+    ]:
+        bad = cli("compile", bundle, *args, "--out", tmp_path / "bad")
+        assert bad.code == 2 and message in bad.err and bad.err.count("\n") == 1, bad.err
+    assert not (tmp_path / "bad").exists()
+    missing = cli("compile", tmp_path / "nope", "--target", "nir")
+    assert missing.code == 2 and "bundle not found" in missing.err
