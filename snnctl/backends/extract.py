@@ -158,6 +158,9 @@ def to_nir(model: nn.Module, input_shape: tuple[int, ...], opts: ExportOptions) 
     body = getattr(model, "body", model)
     gm = trace_snn(_copy(body), torch.zeros(1, *input_shape))
     modules = dict(gm.named_modules())
+    from snnctl.backends.graphnet import GraphNet  # here: graphnet imports this module
+
+    strip = "layers." if isinstance(body, GraphNet) else ""  # a NIR import keeps its node names
     nodes: dict[str, nir.NIRNode] = {}
     edges: list[tuple[str, str]] = []
     sources: dict[fx.Node, list[str]] = {}
@@ -172,7 +175,7 @@ def to_nir(model: nn.Module, input_shape: tuple[int, ...], opts: ExportOptions) 
         elif node.op == "call_module" and isinstance(modules[str(node.target)], PASS_THROUGH):
             sources[node] = sources[node.args[0]]
         elif node.op == "call_module":
-            name = node_name(str(node.target))
+            name = node_name(str(node.target).removeprefix(strip))
             nodes[name] = _module_node(modules[str(node.target)], node, opts, str(node.target))
             edges += [(s, name) for s in sources[node.args[0]]]
             sources[node] = [name]
