@@ -10,6 +10,7 @@ resets by subtraction cannot be expressed, so it stops the export unless `reset=
 
 from __future__ import annotations
 
+import copy
 import math
 import operator
 from dataclasses import dataclass
@@ -156,7 +157,7 @@ def to_nir(model: nn.Module, input_shape: tuple[int, ...], opts: ExportOptions) 
     """The model's body as a NIR graph; residual adds become several edges into one node (NIR sums)."""
     opts.check()
     body = getattr(model, "body", model)
-    gm = trace_snn(_copy(body), torch.zeros(1, *input_shape))
+    gm = trace_snn(copy.deepcopy(body).eval(), torch.zeros(1, *input_shape))
     modules = dict(gm.named_modules())
     from snnctl.backends.graphnet import GraphNet  # here: graphnet imports this module
 
@@ -189,9 +190,3 @@ def to_nir(model: nn.Module, input_shape: tuple[int, ...], opts: ExportOptions) 
     metadata = {"source": "snnctl", "dt": opts.dt, "discretisation": opts.discretisation, "reset": "zero",
                 "T": int(getattr(model, "T", 1)), "encoding": str(getattr(model, "encoding", "direct"))}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
-
-
-def _copy(body: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(body).eval()

@@ -66,14 +66,12 @@ class Activity:
     max_membrane: float
 
 
-def float_run(pops: list[Population], seq: torch.Tensor) -> tuple[list[Activity], list[np.ndarray], np.ndarray]:
-    """The chain in float64 with our neurons' rule (h >= threshold, reset to zero); spikes per
-    population `[T, B, N]`, per-step readout `[T, B, C]`, and the ranges quantisation needs."""
+def float_ranges(pops: list[Population], seq: torch.Tensor) -> list[Activity]:
+    """Run the chain in float64 with our neurons' rule (h >= threshold, reset to zero) and keep what
+    quantisation needs: each population's largest synaptic input and membrane."""
     T, B = seq.shape[:2]
     state = [torch.zeros(B, p.size, dtype=torch.float64) for p in pops]
     acts = [Activity(0.0, 0.0) for _ in pops]
-    spikes = [[] for _ in pops[:-1]]
-    outputs = []
     for t in range(T):
         x = seq[t].double()
         for k, p in enumerate(pops):
@@ -82,15 +80,12 @@ def float_run(pops: list[Population], seq: torch.Tensor) -> tuple[list[Activity]
             if p.readout:
                 state[k] = state[k] + a + torch.as_tensor(p.bias)
                 acts[k].max_membrane = max(acts[k].max_membrane, float(state[k].abs().max()))
-                outputs.append((a + torch.as_tensor(p.bias)).numpy())
                 continue
             h = p.decay * state[k] + a + torch.as_tensor(p.bias)
             acts[k].max_membrane = max(acts[k].max_membrane, float(h.abs().max()))
-            s = (h >= p.threshold).double()
-            state[k] = h * (1 - s)
-            spikes[k].append(s.numpy())
-            x = s
-    return acts, [np.stack(s) for s in spikes], np.stack(outputs)
+            x = (h >= p.threshold).double()
+            state[k] = h * (1 - x)
+    return acts
 
 
 def input_scale(seq: torch.Tensor, bits: int) -> float:

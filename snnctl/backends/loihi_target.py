@@ -55,7 +55,6 @@ def resources(pops: list[Population]) -> dict[str, Any]:
 
 def _chain(bundle: Any, options: Any, inputs: Any, T: int) -> tuple[list[Population], torch.Tensor, Run]:
     model = bundle.model
-    model.T = T
     shape = tuple(inputs.x.shape[1:])
     if model.encoding not in ("direct", "rate", "poisson", "latency"):
         raise UserError(f"encoding {model.encoding} is not supported on lava/loihi")
@@ -79,7 +78,7 @@ def compile_and_check(bundle: Any, out: Path, options: Any, inputs: Any, T: int,
 
 
 def _loihi(pops, seq, reference, bundle, out, options, inputs, T) -> tuple[dict, dict, dict]:
-    acts, _, _ = LF.float_run(pops, seq)
+    acts = LF.float_ranges(pops, seq)
     q = LF.input_scale(seq, options.input_bits)
     fixed = LF.quantise(pops, acts, q, options.weight_percentile)
     clipped = {f.pop.name: f.clipped_weights for f in fixed if f.clipped_weights}

@@ -56,16 +56,11 @@ def compile_and_check(bundle: Bundle, out: Path, options: Any, inputs: Any, T: i
     write_nir(graph, path)
     back, _ = network_from_nir(read_nir(path), opts, T, model.encoding)
     seq = encoded(model, inputs.x, T)
-    reference = run_torch(_with_T(model, T), seq)
+    reference = run_torch(model, seq)
     report = compare(reference, run_torch(back, seq), inputs.labels, model.readout_delay)
     report.update(inputs=inputs.source, compared_with="the .nir file read back and run as snnctl's graph network",
                   dt=opts.dt, discretisation=opts.discretisation, nodes=len(graph.nodes), edges=len(graph.edges))
     return report, {"nir": path.name}
-
-
-def _with_T(model: Network, T: int) -> Network:
-    model.T = T
-    return model
 
 
 

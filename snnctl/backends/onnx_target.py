@@ -189,7 +189,6 @@ def check_step_with_state(path: Path, step: StepGraph, x: Tensor) -> float:
 
 def compile_and_check(bundle: Any, out: Path, options: Any, inputs: Any, T: int) -> tuple[dict, dict]:
     model = bundle.model
-    model.T = T
     step = StepGraph(model)
     seq = encoded(model, inputs.x, T)
     step_model = export_step(step, seq[0, :2])

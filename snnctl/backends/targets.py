@@ -146,6 +146,7 @@ def run_target(target: str, bundle_path: Path | str, out: Path | str, options: C
     options.export.check()
     bundle = spiking_bundle(Path(bundle_path), target)
     T = options.T or bundle.model.T
+    bundle.model.T = T  # every target's reference run and encoding use the compile's T
     inputs = round_trip_inputs(bundle, options)
     out = Path(out)
     with staging(out) as stage:
