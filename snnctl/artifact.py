@@ -99,12 +99,16 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def save_bundle(out: Path, model: torch.nn.Module, manifest: dict[str, Any]) -> Path:
+def save_bundle(out: Path, model: torch.nn.Module, manifest: dict[str, Any],
+                extra: dict[str, bytes] | None = None) -> Path:
+    """Write weights, then `extra` files (e.g. tokenizer.json), then the manifest that describes them."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # a stale manifest must never describe new weights
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     write_atomic(out / WEIGHTS, save_safetensors(state, metadata={"format": "pt"}))
+    for name, data in (extra or {}).items():
+        write_atomic(out / name, data)
     write_atomic(out / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
     return out
 
@@ -138,16 +142,32 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def load_bundle(path: Path | str, map_location: str = "cpu") -> Bundle:
-    path = Path(path)
-    manifest = read_manifest(path)
-    weights_path = path / WEIGHTS
+def read_weights(path: Path, map_location: str = "cpu") -> dict[str, torch.Tensor]:
+    weights_path = Path(path) / WEIGHTS
     if not weights_path.is_file():
         raise UserError(f"{WEIGHTS} is missing", where=str(path))
     try:
-        state = load_file(weights_path, device=map_location)
+        return load_file(weights_path, device=map_location)
     except (SafetensorError, OSError, ValueError) as err:
         raise UserError(f"corrupt weights ({err})", where=str(weights_path)) from None
+
+
+def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise UserError(f"weights do not match the model the manifest describes: {first}", where=str(path)) from None
+
+
+def load_bundle(path: Path | str, map_location: str = "cpu") -> Bundle:
+    """Load a classifier bundle (ANN, SNN or converted); language models load with snnctl.lm.bundle."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if manifest.get("task") == "lm":
+        raise UserError("this bundle is a language model, not a classifier", where=str(path),
+                        hint="language models are for `snnctl chat` and benchmarks/lm.py")
+    state = read_weights(path, map_location)
     zoo = manifest["zoo"]
     try:
         if manifest["kind"] == "converted":
@@ -169,10 +189,6 @@ def load_bundle(path: Path | str, map_location: str = "cpu") -> Bundle:
             model.register_buffer("readout_scale", torch.ones(()))
     except UserError as err:
         raise UserError(err.what, where=str(path), hint=err.hint) from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
-        raise UserError(f"weights do not match the model the manifest describes: {first}", where=str(path)) from None
+    load_weights_into(model, state, path)
     model.eval()
     return Bundle(path=path, manifest=manifest, model=model)

@@ -185,6 +185,19 @@ class TrainSection(Strict):
     log_every: int = Field(default=10, ge=1, description="steps between metric lines")
 
 
+class LMSection(Strict):
+    """Language-model training: the presence of [lm] makes a recipe train a language model."""
+
+    seq_len: int = Field(default=256, ge=8, description="tokens per training window")
+    steps: int = Field(default=1000, ge=1, description="optimizer steps (train.epochs does not apply)")
+    eval_every: int = Field(default=250, ge=1, description="steps between held-out evaluations")
+    eval_windows: int = Field(default=32, ge=1, description="held-out windows per periodic evaluation; the final "
+                              "evaluation scores the whole held-out text")
+    tokenizer: str = Field(default="byte", description="byte, bpe (trained on the corpus), or a tokenizer.json path")
+    bpe_vocab: int = Field(default=2048, ge=259, description="bpe: vocabulary size, special tokens included")
+    ssm_lr: float = Field(default=1e-3, gt=0, description="learning rate of the SSM's A and dt (no weight decay)")
+
+
 class Recipe(Strict):
     name: str = ""
     description: str = ""
@@ -194,6 +207,7 @@ class Recipe(Strict):
     encoding: EncodingSection = Field(default_factory=EncodingSection)
     data: DataSection = Field(default_factory=DataSection)
     train: TrainSection = Field(default_factory=TrainSection)
+    lm: LMSection | None = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor
@@ -44,3 +46,18 @@ def load_dataset(name: str, **options: Any) -> Dataset:
         return loader(**options)
     except TypeError as err:
         raise UserError(f"dataset '{name}': {err}", hint="check [data] options in the recipe") from None
+
+
+def find_shared(name: str, required: tuple[str, ...], path: str | None = None) -> Path:
+    """The folder holding a data set's files: an explicit path, else $SNNCTL_DATA_DIR/NAME, else
+    ../shared/data/NAME from the working directory or from the repository."""
+    candidates = [Path(path)] if path else []
+    if os.environ.get("SNNCTL_DATA_DIR"):
+        candidates.append(Path(os.environ["SNNCTL_DATA_DIR"]) / name)
+    repo = Path(__file__).resolve().parents[2]
+    candidates += [Path.cwd().parent / "shared/data" / name, repo.parent / "shared/data" / name]
+    for folder in candidates:
+        if all((folder / f).is_file() for f in required):
+            return folder
+    raise UserError(f"{name} not found ({' and '.join(required)})", where=str(candidates[0]) if candidates else None,
+                    hint=f"set SNNCTL_DATA_DIR to the folder holding {name}/, or [data.options] path")

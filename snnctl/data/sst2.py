@@ -7,31 +7,19 @@ is the same on every machine and needs no file beside the bundle; id 0 is paddin
 from __future__ import annotations
 
 import csv
-import os
 import re
 from collections import Counter
 from pathlib import Path
 
 import torch
 
-from snnctl.data import Dataset
-from snnctl.errors import UserError
+from snnctl.data import Dataset, find_shared
 
 WORD = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")
 
 
 def find_folder(path: str | None) -> Path:
-    """An explicit path, else $SNNCTL_DATA_DIR/sst2, else ../shared/data/sst2 from here or the repo."""
-    candidates = [Path(path)] if path else []
-    if os.environ.get("SNNCTL_DATA_DIR"):
-        candidates.append(Path(os.environ["SNNCTL_DATA_DIR"]) / "sst2")
-    repo = Path(__file__).resolve().parents[2]
-    candidates += [Path.cwd().parent / "shared/data/sst2", repo.parent / "shared/data/sst2"]
-    for folder in candidates:
-        if (folder / "train.tsv").is_file() and (folder / "dev.tsv").is_file():
-            return folder
-    raise UserError("SST-2 not found (train.tsv and dev.tsv)", where=str(candidates[0]) if candidates else None,
-                    hint="set SNNCTL_DATA_DIR to the folder holding sst2/, or [data.options] path")
+    return find_shared("sst2", ("train.tsv", "dev.tsv"), path)
 
 
 def read_tsv(path: Path) -> tuple[list[str], list[int]]:

@@ -23,9 +23,13 @@ def train_with_progress(
             tasks.append(bar.add_task(label, total=total, info=""))
         text = None
         if "loss" in info:
-            text = f"loss {info['loss']:.3f} acc {info['train_acc']:.3f}"
+            text = f"loss {info['loss']:.3f}"
+            if "train_acc" in info:
+                text += f" acc {info['train_acc']:.3f}"
             if "test_acc" in info:
                 text += f" test {info['test_acc']:.3f}"
+        if "val_bpb" in info:
+            text = (text or "") + f" val {info['val_bpb']:.3f} bpb"
         bar.update(tasks[0], completed=step, total=total, **({"info": text} if text else {}))
 
     try:

@@ -173,12 +173,20 @@ def train(
     device: str = "cpu",
     on_step: StepCallback | None = None,
 ) -> TrainResult:
-    """Train the recipe's model, checkpointing into `out`; finish by writing a bundle to `out`."""
+    """Train the recipe's model, checkpointing into `out`; finish by writing a bundle to `out`.
+    A recipe with an [lm] section trains a language model (snnctl.lm.trainer)."""
+    if recipe.lm is not None:
+        from snnctl.lm.trainer import train_lm
+
+        return train_lm(recipe, out, resume=resume, device=device, on_step=on_step)
     t = recipe.train
     ds = load_dataset(
         recipe.data.name, test_fraction=recipe.data.test_fraction, split_seed=recipe.data.split_seed,
         **recipe.data.options,
     )
+    if not isinstance(ds, Dataset):
+        raise UserError(f"dataset '{recipe.data.name}' is a text corpus, not a labelled dataset",
+                        where="[data] name", hint="add an [lm] section to train a language model on it")
     torch.manual_seed(t.seed)
     model, config = build_from_recipe(recipe, ds)
     if t.init:

@@ -78,6 +78,9 @@ def build_body(
     name: str, config: dict[str, Any], neuron: dict[str, Any] | None, activation: dict[str, Any] | None = None
 ) -> nn.Module:
     builder = registry.load("models", name)
+    if getattr(builder, "task", None) == "lm":
+        raise UserError(f"model '{name}' is a language model, not a classifier",
+                        hint="train it with a recipe that has an [lm] section, e.g. small-ssm")
     act = activation_factory(neuron_factory(neuron)) if neuron is not None else ann_activation(activation)
     try:
         return builder(act, **config)

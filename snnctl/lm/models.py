@@ -1,0 +1,243 @@
+"""Language models of the zoo: the spiking SSM, its non-spiking twin, and a GPT-2-style transformer.
+
+All share one interface, which training, generation, `chat` and the benchmark rely on:
+- `forward(ids [B, L]) -> logits [B, L, V]` (parallel, for training and scoring);
+- `start(batch) -> state`, `step(ids [B], state) -> (logits [B, V], state)` (one token, O(1) state
+  for the SSMs, a KV cache for the transformer); `prefill(ids [B, L], state)` feeds a prompt;
+- `max_context`: the longest sequence accepted; `spiking`; `activity()`: spikes of the last call.
+
+Builders take `(kind, **config)`; `kind='snn'` is the spiking model, `kind='ann'` its twin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from snnctl.errors import UserError
+from snnctl.lm.ssm import S4D
+from snnctl.nn.kernels.lif import lif as fused_lif
+from snnctl.nn.surrogate import surrogate
+
+State = Any
+
+
+class SpikingSite(nn.Module):
+    """The SSM output's 'soma': LIF over the token axis with reset to zero and a learnable per-channel
+    threshold applied as input scaling (y / exp(theta), threshold 1), as in SpikingSSM. Spikes are
+    binary; the non-spiking twin uses GELU here instead."""
+
+    def __init__(self, d_model: int, spiking: bool, decay: float, surrogate_width: float) -> None:
+        super().__init__()
+        self.spiking = spiking
+        self.decay = decay
+        self.sg = surrogate("atan", surrogate_width)
+        self.theta = nn.Parameter(torch.zeros(d_model)) if spiking else None
+        self.spikes = 0.0  # of the last call, for activity()
+        self.neuron_steps = 0
+
+    def forward(self, y: Tensor) -> Tensor:
+        """y [B, L, H] -> spikes [B, L, H]; the membrane starts at zero for every sequence."""
+        if not self.spiking:
+            return F.gelu(y)
+        x = (y * torch.exp(-self.theta)).transpose(0, 1).contiguous()  # tokens are the time steps
+        v0 = torch.zeros_like(x[0])
+        s, _ = fused_lif(x, v0, decay=torch.tensor(self.decay), threshold=torch.tensor(1.0), sg=self.sg,
+                         reset="zero")
+        self._count(s)
+        return s.transpose(0, 1)
+
+    def step(self, y: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        if not self.spiking:
+            return F.gelu(y), v
+        h = self.decay * v + y * torch.exp(-self.theta)
+        s = (h >= 1.0).to(h.dtype)
+        self._count(s)
+        return s, h * (1 - s)
+
+    def _count(self, s: Tensor) -> None:
+        self.spikes = float(s.detach().sum())
+        self.neuron_steps = s.numel()
+
+
+class SSMBlock(nn.Module):
+    """Pre-norm residual block: x + GLU(W_mix s), s = spikes of the S4D output of LayerNorm(x)."""
+
+    def __init__(self, d_model: int, d_state: int, spiking: bool, decay: float, surrogate_width: float,
+                 dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.ssm = S4D(d_model, d_state)
+        self.site = SpikingSite(d_model, spiking, decay, surrogate_width)
+        self.mix = nn.Linear(d_model, 2 * d_model)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = self.site(self.ssm(self.norm(x)))
+        return x + self.drop(F.glu(self.mix(self.drop(s)), dim=-1))
+
+    def step(self, x: Tensor, state: tuple[Tensor, Tensor], discrete: tuple[Tensor, Tensor, Tensor]
+             ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        xs, v = state
+        y, xs = self.ssm.step(self.norm(x), xs, discrete)
+        s, v = self.site.step(y, v)
+        return x + F.glu(self.mix(s), dim=-1), (xs, v)
+
+
+class SSMLanguageModel(nn.Module):
+    """Embedding -> SSM blocks -> LayerNorm -> head tied to the embedding. Embedding, norms, residual
+    stream and head stay real-valued; spikes are the input of each block's mixing layer."""
+
+    def __init__(self, vocab_size: int, d_model: int = 256, n_layers: int = 6, d_state: int = 64,
+                 spiking: bool = True, decay: float = 0.5, surrogate_width: float = 0.5, dropout: float = 0.0,
+                 max_context: int = 16384) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.d_model = d_model
+        self.spiking = spiking
+        self.max_context = max_context
+        self.embed = nn.Embedding(vocab_size, d_model)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        self.blocks = nn.ModuleList(
+            SSMBlock(d_model, d_state, spiking, decay, surrogate_width, dropout) for _ in range(n_layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        x = self.embed(ids)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x) @ self.embed.weight.T
+
+    def start(self, batch: int) -> State:
+        device = self.embed.weight.device
+        zeros = torch.zeros(batch, self.d_model, device=device)
+        return [(b.ssm.initial_state(batch, device), zeros.clone()) for b in self.blocks]
+
+    def step(self, ids: Tensor, state: State) -> tuple[Tensor, State]:
+        x = self.embed(ids)
+        new_state = []
+        for block, layer_state in zip(self.blocks, state, strict=True):
+            x, layer_state = block.step(x, layer_state, block.ssm.discrete())
+            new_state.append(layer_state)
+        return self.norm(x) @ self.embed.weight.T, new_state
+
+    def prefill(self, ids: Tensor, state: State) -> tuple[Tensor, State]:
+        logits = None
+        for t in range(ids.shape[1]):
+            logits, state = self.step(ids[:, t], state)
+        assert logits is not None, "prefill needs at least one token"
+        return logits, state
+
+    def activity(self) -> list[dict[str, float]]:
+        """Spikes and neuron-steps of each spiking site in the last forward or step call."""
+        return [{"spikes": b.site.spikes, "neuron_steps": b.site.neuron_steps} for b in self.blocks]
+
+    def token_ops(self, spikes_per_token: float) -> dict[str, float]:
+        """Per generated token: float MACs and spike-driven accumulates (SOPs). The mixing layer costs
+        2H accumulates per spike in the SNN and 2H*H MACs in the twin; the SSM recurrence (complex
+        multiply-adds), the GLU gate, the norms and the head stay float."""
+        H, modes = self.d_model, self.blocks[0].ssm.log_A_real.shape[1]
+        per_layer_float = 8 * H * modes + 2 * H + 5 * H + H  # SSM update + output, D, LayerNorm, GLU gate
+        macs = len(self.blocks) * per_layer_float + self.vocab_size * H
+        if self.spiking:
+            return {"macs": float(macs), "sops": float(spikes_per_token * 2 * H)}
+        return {"macs": float(macs + len(self.blocks) * 2 * H * H), "sops": 0.0}
+
+
+class GPT2LanguageModel(nn.Module):
+    """transformers' GPT2LMHeadModel (built from a config, or loaded from a hub id / local folder)
+    behind the zoo's LM interface; generation keeps its KV cache."""
+
+    spiking = False
+
+    def __init__(self, vocab_size: int, n_layer: int = 4, n_embd: int = 128, n_head: int = 4,
+                 n_positions: int = 1024, dropout: float = 0.0, pretrained: str | None = None) -> None:
+        super().__init__()
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        if pretrained:
+            self.net = load_pretrained_gpt2(pretrained)
+        else:
+            config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+                                n_head=n_head, resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+                                bos_token_id=0, eos_token_id=0)
+            self.net = GPT2LMHeadModel(config)
+        self.vocab_size = self.net.config.vocab_size
+        self.max_context = self.net.config.n_positions
+
+    def arch(self) -> dict[str, Any]:
+        c = self.net.config
+        return {"vocab_size": c.vocab_size, "n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head,
+                "n_positions": c.n_positions}
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return self.net(input_ids=ids, use_cache=False).logits
+
+    def start(self, batch: int) -> State:
+        from transformers import DynamicCache
+
+        return DynamicCache()
+
+    def step(self, ids: Tensor, state: State) -> tuple[Tensor, State]:
+        out = self.net(input_ids=ids.unsqueeze(1), past_key_values=state, use_cache=True)
+        return out.logits[:, -1], out.past_key_values
+
+    def prefill(self, ids: Tensor, state: State) -> tuple[Tensor, State]:
+        out = self.net(input_ids=ids, past_key_values=state, use_cache=True)
+        return out.logits[:, -1], out.past_key_values
+
+    def activity(self) -> list[dict[str, float]]:
+        return []
+
+    def token_ops(self, spikes_per_token: float, context: int = 0) -> dict[str, float]:
+        c = self.net.config
+        per_layer = 12 * c.n_embd * c.n_embd + 2 * context * c.n_embd  # projections + scores/values
+        return {"macs": float(c.n_layer * per_layer + c.vocab_size * c.n_embd), "sops": 0.0}
+
+
+def load_pretrained_gpt2(name_or_path: str) -> nn.Module:
+    """A GPT-2 checkpoint from a local folder or a hub id (hub ids need the network)."""
+    from transformers import GPT2LMHeadModel
+
+    try:
+        return GPT2LMHeadModel.from_pretrained(name_or_path)
+    except (OSError, ValueError) as err:
+        first = str(err).splitlines()[0]
+        raise UserError(f"cannot load GPT-2 weights '{name_or_path}': {first}",
+                        hint="give a folder written by save_pretrained, or a hub id with network access") from None
+
+
+def build_ssm(kind: str, **config: Any) -> SSMLanguageModel:
+    """`spiking-ssm`: kind 'snn' spikes at each SSM output; kind 'ann' is the same SSM with GELU."""
+    if kind not in ("snn", "ann"):
+        raise UserError(f"model kind '{kind}' is not one spiking-ssm has", hint="use snn or ann")
+    return SSMLanguageModel(spiking=kind == "snn", **config)
+
+
+def build_gpt2(kind: str, **config: Any) -> GPT2LanguageModel:
+    """`gpt2`: the transformer baseline; there is no spiking twin."""
+    if kind != "ann":
+        raise UserError("gpt2 is an ANN baseline only", where="[model] kind", hint="set model.kind = 'ann'")
+    return GPT2LanguageModel(**config)
+
+
+build_ssm.task = "lm"  # type: ignore[attr-defined]
+build_gpt2.task = "lm"  # type: ignore[attr-defined]
+
+
+def build_lm(name: str, kind: str, config: dict[str, Any]) -> nn.Module:
+    """Build a zoo language model by name; a classifier's name or a bad key is a user error."""
+    from snnctl import registry
+
+    builder = registry.load("models", name)
+    if getattr(builder, "task", None) != "lm":
+        raise UserError(f"model '{name}' is a classifier, not a language model",
+                        hint="language-model recipes use spiking-ssm or gpt2")
+    try:
+        return builder(kind, **config)
+    except TypeError as err:
+        raise UserError(f"model '{name}': {err}", hint="check [model.config] in the recipe") from None
