@@ -93,7 +93,10 @@ class Generator:
         self.logits: Tensor | None = None
 
     def room(self) -> int:
-        return self.max_context - self.context
+        """Tokens the model can still take: a KV cache fills up; a recurrent state does not, so
+        there `max_context` bounds one text at a time."""
+        used = self.context if getattr(self.model, "state_grows", False) else 0
+        return self.max_context - used
 
     @torch.no_grad()
     def feed(self, ids: list[int]) -> None:

@@ -4,7 +4,8 @@ All share one interface, which training, generation, `chat` and the benchmark re
 - `forward(ids [B, L]) -> logits [B, L, V]` (parallel, for training and scoring);
 - `start(batch) -> state`, `step(ids [B], state) -> (logits [B, V], state)` (one token, O(1) state
   for the SSMs, a KV cache for the transformer); `prefill(ids [B, L], state)` feeds a prompt;
-- `max_context`: the longest sequence accepted; `spiking`; `activity()`: spikes of the last call.
+- `max_context`: the longest sequence accepted (for a KV cache, the whole conversation; for the
+  recurrent SSM, one text at a time); `spiking`; `activity()`: spikes of the last call.
 
 Builders take `(kind, **config)`; `kind='snn'` is the spiking model, `kind='ann'` its twin.
 """
@@ -153,6 +154,7 @@ class GPT2LanguageModel(nn.Module):
     behind the zoo's LM interface; generation keeps its KV cache."""
 
     spiking = False
+    state_grows = True  # the KV cache holds every token so far
 
     def __init__(self, vocab_size: int, n_layer: int = 4, n_embd: int = 128, n_head: int = 4,
                  n_positions: int = 1024, dropout: float = 0.0, pretrained: str | None = None) -> None:

@@ -114,13 +114,14 @@ def train_lm(recipe: Recipe, out: Path, *, resume: bool = False, device: str = "
     out = Path(out)
     ckpt_dir, metrics_path = out / "checkpoints", out / METRICS
     fingerprint = recipe_fingerprint(recipe)
-    step = 0
+    step, window_loss, window_n = 0, 0.0, 0
     if resume:
         info = load_checkpoint(ckpt_dir, model, optimizer)
         if info.get("fingerprint") != fingerprint:
             raise UserError("the checkpoint was made by a different recipe", where=str(ckpt_dir / CHECKPOINT),
                             hint="resume with the same recipe and --set values, or train into a new --out")
         step = int(info["step"])
+        window_loss, window_n = info.get("window", (0.0, 0))  # the log line in progress at the checkpoint
         kept = [ln for ln in metrics_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
         metrics_path.write_text("".join(ln + "\n" for ln in kept))
     else:
@@ -130,7 +131,7 @@ def train_lm(recipe: Recipe, out: Path, *, resume: bool = False, device: str = "
 
     val_bpt = bytes_per_token(corpus.val, len(val_ids))
     total, L = lm.steps, lm.seq_len
-    started, window_loss, window_n, trained_steps = time.perf_counter(), 0.0, 0, 0
+    started, trained_steps = time.perf_counter(), 0
     model.train()
     with metrics_path.open("a") as log:
         while step < total:
@@ -161,7 +162,8 @@ def train_lm(recipe: Recipe, out: Path, *, resume: bool = False, device: str = "
                 log.write(json.dumps(line) + "\n")
                 log.flush()
             if step % t.checkpoint_every == 0 or step == total:
-                save_checkpoint(ckpt_dir, model, optimizer, {"step": step, "fingerprint": fingerprint})
+                save_checkpoint(ckpt_dir, model, optimizer,
+                                {"step": step, "fingerprint": fingerprint, "window": [window_loss, window_n]})
             if on_step is not None:
                 on_step(step, total, line)
     wall = time.perf_counter() - started
