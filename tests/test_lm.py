@@ -109,6 +109,10 @@ def test_s4d_kernel_matches_complex_powers() -> None:
 @pytest.mark.parametrize(("name", "kind", "config"), [
     ("spiking-ssm", "snn", {"d_model": 16, "n_layers": 2, "d_state": 8}),
     ("spiking-ssm", "ann", {"d_model": 16, "n_layers": 2, "d_state": 8}),
+    ("spiking-ssm", "snn", {"d_model": 16, "n_layers": 2, "d_state": 8, "attn_every": 2, "attn_heads": 2,
+                            "attn_window": 6}),
+    ("spiking-ssm", "snn", {"d_model": 16, "n_layers": 2, "d_state": 8, "bipolar": True}),
+    ("spiking-ssm", "snn", {"d_model": 16, "n_layers": 2, "d_state": 8, "levels": 3}),
     ("gpt2", "ann", {"n_layer": 2, "n_embd": 16, "n_head": 2, "n_positions": 64}),
 ])
 def test_parallel_forward_equals_token_by_token_generation(name: str, kind: str, config: dict) -> None:
@@ -136,6 +140,19 @@ def test_spiking_sites_emit_binary_spikes_and_train_their_thresholds() -> None:
     assert block.site.theta.grad is not None and block.site.theta.grad.abs().sum() > 0
     assert block.ssm.C.grad.abs().sum() > 0
     assert model.activity()[0]["neuron_steps"] == 2 * 20 * 16
+
+
+@pytest.mark.parametrize(("options", "values"), [({"bipolar": True}, {-1.0, 0.0, 1.0}),
+                                                 ({"levels": 3}, {0.0, 1.0, 2.0, 3.0})])
+def test_signed_and_graded_spike_options(options: dict, values: set) -> None:
+    torch.manual_seed(0)
+    model = build_lm("spiking-ssm", "snn", {"vocab_size": 40, "d_model": 16, "n_layers": 1, "d_state": 8, **options})
+    seen = {}
+    model.blocks[0].site.register_forward_hook(lambda m, i, o: seen.setdefault("s", o))
+    with torch.no_grad():
+        model.blocks[0].site.theta.fill_(-2.0)  # strong drive, so every value shows up
+        model(torch.randint(0, 40, (4, 40)))
+    assert set(seen["s"].unique().tolist()) == values
 
 
 def test_builders_refuse_what_they_cannot_build() -> None:
@@ -277,6 +294,10 @@ def test_generation_streams_counts_spikes_and_estimates_energy(tiny_lm: Path) ->
     assert stats.spikes_per_token is not None and 0 <= stats.firing_rate <= 1
     assert stats.spikes_per_token == pytest.approx(stats.firing_rate * 2 * 32)
     assert stats.energy_nj_per_token["compute_nj"] > 0
+    # The SNN's mixing layers accumulate weight columns per spike; its twin multiplies them all.
+    twin = build_lm("spiking-ssm", "ann", dict(bundle.manifest["zoo"]["config"]))
+    snn_ops = bundle.model.token_ops([10.0, 10.0])
+    assert snn_ops["sops"] == 2 * 10 * 64 and twin.token_ops([0, 0])["macs"] == snn_ops["macs"] + 2 * 64 * 32
 
 
 def test_a_full_kv_cache_refuses_more_text() -> None:

@@ -117,7 +117,8 @@ class Generator:
             raise UserError("nothing to continue from", hint="give a prompt")
         gen = torch.Generator().manual_seed(sampling.seed) if sampling.seed is not None else None
         decoder = StreamDecoder(self.tokenizer)
-        spikes = steps = 0.0
+        site_spikes: list[float] = []
+        steps = 0.0
         started = time.perf_counter()
         stats.stop = "max_tokens"
         while stats.tokens < sampling.max_tokens:
@@ -131,27 +132,29 @@ class Generator:
             logits, self.state = self.model.step(torch.tensor([token]), self.state)
             self.logits, self.context = logits[0], self.context + 1
             stats.tokens += 1
-            for site in self.model.activity():
-                spikes += site["spikes"]
+            for i, site in enumerate(self.model.activity()):
+                if i == len(site_spikes):
+                    site_spikes.append(0.0)
+                site_spikes[i] += site["spikes"]
                 steps += site["neuron_steps"]
             piece = decoder.push(token)
-            self._fill(stats, started, spikes, steps)
+            self._fill(stats, started, site_spikes, steps)
             if piece:
                 yield piece
         tail = decoder.flush()
-        self._fill(stats, started, spikes, steps)
+        self._fill(stats, started, site_spikes, steps)
         if tail:
             yield tail
 
-    def _fill(self, stats: ReplyStats, started: float, spikes: float, steps: float) -> None:
+    def _fill(self, stats: ReplyStats, started: float, site_spikes: list[float], steps: float) -> None:
         stats.seconds = time.perf_counter() - started
         stats.tokens_per_s = stats.tokens / stats.seconds if stats.seconds > 0 else 0.0
         stats.context_tokens = self.context
         n = max(stats.tokens, 1)
-        per_token = spikes / n
+        spikes = sum(site_spikes)
         if getattr(self.model, "spiking", False):
-            stats.spikes_per_token = per_token
+            stats.spikes_per_token = spikes / n
             stats.firing_rate = spikes / steps if steps else 0.0
-        ops = self.model.token_ops(per_token)
+        ops = self.model.token_ops([s / n for s in site_spikes], self.context)
         updates = steps / n
         stats.energy_nj_per_token = energy.estimate(ops["macs"], ops["sops"], updates)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from snnctl.errors import UserError
 from snnctl.lm.ssm import S4D
 from snnctl.nn.kernels.lif import lif as fused_lif
+from snnctl.nn.kernels.others import graded_lif
 from snnctl.nn.surrogate import surrogate
 
 State = Any
@@ -29,35 +30,65 @@ State = Any
 class SpikingSite(nn.Module):
     """The SSM output's 'soma': LIF over the token axis with reset to zero and a learnable per-channel
     threshold applied as input scaling (y / exp(theta), threshold 1), as in SpikingSSM. Spikes are
-    binary; the non-spiking twin uses GELU here instead."""
+    binary. `bipolar` gives each channel a second LIF neuron driven by -y, and the layer after it
+    adds the first one's spikes and subtracts the second's: signed information still travels as binary
+    spikes, and the next layer still only adds and subtracts. The non-spiking twin uses GELU here."""
 
-    def __init__(self, d_model: int, spiking: bool, decay: float, surrogate_width: float) -> None:
+    def __init__(self, d_model: int, spiking: bool, decay: float, surrogate_width: float,
+                 bipolar: bool = False, levels: int = 1) -> None:
         super().__init__()
         self.spiking = spiking
+        self.bipolar = bipolar and spiking
+        self.levels = levels
         self.decay = decay
         self.sg = surrogate("atan", surrogate_width)
         self.theta = nn.Parameter(torch.zeros(d_model)) if spiking else None
         self.spikes = 0.0  # of the last call, for activity()
         self.neuron_steps = 0
 
+    @property
+    def neurons(self) -> int:
+        assert self.theta is not None
+        return self.theta.numel() * (2 if self.bipolar else 1)
+
+    def _drive(self, y: Tensor) -> Tensor:
+        x = y * torch.exp(-self.theta)
+        return torch.cat([x, -x], -1) if self.bipolar else x
+
+    def _signed(self, s: Tensor) -> Tensor:
+        if not self.bipolar:
+            return s
+        half = s.shape[-1] // 2
+        return s[..., :half] - s[..., half:]
+
     def forward(self, y: Tensor) -> Tensor:
         """y [B, L, H] -> spikes [B, L, H]; the membrane starts at zero for every sequence."""
         if not self.spiking:
             return F.gelu(y)
-        x = (y * torch.exp(-self.theta)).transpose(0, 1).contiguous()  # tokens are the time steps
-        v0 = torch.zeros_like(x[0])
-        s, _ = fused_lif(x, v0, decay=torch.tensor(self.decay), threshold=torch.tensor(1.0), sg=self.sg,
-                         reset="zero")
+        x = self._drive(y).transpose(0, 1).contiguous()  # tokens are the time steps
+        decay, one = torch.tensor(self.decay), torch.tensor(1.0)
+        if self.levels > 1:
+            s, _ = graded_lif(x, torch.zeros_like(x[0]), decay=decay, threshold=one, levels=self.levels, sg=self.sg)
+        else:
+            s, _ = fused_lif(x, torch.zeros_like(x[0]), decay=decay, threshold=one, sg=self.sg, reset="zero")
         self._count(s)
-        return s.transpose(0, 1)
+        return self._signed(s.transpose(0, 1))
+
+    def start(self, batch: int, device: torch.device) -> Tensor:
+        return torch.zeros(batch, self.neurons if self.spiking else 0, device=device)
 
     def step(self, y: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         if not self.spiking:
             return F.gelu(y), v
-        h = self.decay * v + y * torch.exp(-self.theta)
-        s = (h >= 1.0).to(h.dtype)
+        h = self.decay * v + self._drive(y)
+        if self.levels > 1:  # up to `levels` spikes in one step; the membrane keeps the remainder
+            s = torch.floor(h).clamp(0, self.levels)
+            v = h - s
+        else:
+            s = (h >= 1.0).to(h.dtype)
+            v = h * (1 - s)
         self._count(s)
-        return s, h * (1 - s)
+        return self._signed(s), v
 
     def _count(self, s: Tensor) -> None:
         self.spikes = float(s.detach().sum())
@@ -68,11 +99,11 @@ class SSMBlock(nn.Module):
     """Pre-norm residual block: x + GLU(W_mix s), s = spikes of the S4D output of LayerNorm(x)."""
 
     def __init__(self, d_model: int, d_state: int, spiking: bool, decay: float, surrogate_width: float,
-                 dropout: float) -> None:
+                 dropout: float, bipolar: bool = False, levels: int = 1) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
         self.ssm = S4D(d_model, d_state)
-        self.site = SpikingSite(d_model, spiking, decay, surrogate_width)
+        self.site = SpikingSite(d_model, spiking, decay, surrogate_width, bipolar, levels)
         self.mix = nn.Linear(d_model, 2 * d_model)
         self.drop = nn.Dropout(dropout)
 
@@ -80,12 +111,79 @@ class SSMBlock(nn.Module):
         s = self.site(self.ssm(self.norm(x)))
         return x + self.drop(F.glu(self.mix(self.drop(s)), dim=-1))
 
-    def step(self, x: Tensor, state: tuple[Tensor, Tensor], discrete: tuple[Tensor, Tensor, Tensor]
-             ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def start(self, batch: int, device: torch.device) -> State:
+        return self.ssm.initial_state(batch, device), self.site.start(batch, device)
+
+    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         xs, v = state
-        y, xs = self.ssm.step(self.norm(x), xs, discrete)
+        y, xs = self.ssm.step(self.norm(x), xs)
         s, v = self.site.step(y, v)
         return x + F.glu(self.mix(s), dim=-1), (xs, v)
+
+    def ops(self, spikes: float, context: int) -> tuple[float, float]:
+        """(float MACs, accumulates) for one token: the SSM update and output (complex multiply-adds),
+        D, LayerNorm, threshold scaling and GLU gate are float; the mixing layer takes 2H accumulates
+        per spike in the SNN and 2H*H MACs in the twin."""
+        H, modes = self.mix.in_features, self.ssm.log_A_real.shape[1]
+        macs = 8 * H * modes + 2 * H + 5 * H + H
+        if self.site.spiking:
+            return macs, spikes * self.mix.out_features
+        return macs + self.mix.out_features * H, 0.0
+
+
+class WindowAttentionBlock(nn.Module):
+    """The attention variant's block: x + W_o attention(q, k, v) over the last `window` tokens, where
+    q, k, v are projections of the spikes of LayerNorm(x) (LIF over tokens, as at the SSM sites).
+    The projections are spike-driven; the softmax attention itself stays float, as in SpikingBrain.
+    Generation keeps the last `window` keys and values, so per-token work stays bounded."""
+
+    def __init__(self, d_model: int, heads: int, window: int, spiking: bool, decay: float, surrogate_width: float,
+                 dropout: float, bipolar: bool = False, levels: int = 1) -> None:
+        super().__init__()
+        inner = d_model // 2  # q, k, v and output projections together: 2 H^2, like an SSM block's mixing
+        if inner % heads:
+            raise ValueError(f"d_model/2 = {inner} is not divisible by attn_heads = {heads}")
+        self.norm = nn.LayerNorm(d_model)
+        self.site = SpikingSite(d_model, spiking, decay, surrogate_width, bipolar, levels)
+        self.qkv = nn.Linear(d_model, 3 * inner)
+        self.out = nn.Linear(inner, d_model)
+        self.drop = nn.Dropout(dropout)
+        self.heads, self.window, self.inner = heads, window, inner
+
+    def _split(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """[B, L, 3*inner] -> q, k, v, each [B, heads, L, inner/heads]."""
+        B, L, _ = t.shape
+        q, k, v = t.view(B, L, 3, self.heads, self.inner // self.heads).permute(2, 0, 3, 1, 4)
+        return q, k, v
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, L, _ = x.shape
+        q, k, v = self._split(self.qkv(self.site(self.norm(x))))
+        i = torch.arange(L, device=x.device)
+        back = i.unsqueeze(1) - i.unsqueeze(0)
+        mask = (back >= 0) & (back < self.window)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return x + self.drop(self.out(o.transpose(1, 2).reshape(B, L, self.inner)))
+
+    def start(self, batch: int, device: torch.device) -> State:
+        empty = torch.zeros(batch, self.heads, 0, self.inner // self.heads, device=device)
+        return empty, empty.clone(), self.site.start(batch, device)
+
+    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        keys, values, v = state
+        s, v = self.site.step(self.norm(x), v)
+        q, k, val = self._split(self.qkv(s).unsqueeze(1))
+        keys = torch.cat([keys, k], 2)[:, :, -self.window:]
+        values = torch.cat([values, val], 2)[:, :, -self.window:]
+        o = F.scaled_dot_product_attention(q, keys, values)
+        return x + self.out(o.reshape(x.shape[0], self.inner)), (keys, values, v)
+
+    def ops(self, spikes: float, context: int) -> tuple[float, float]:
+        H, seen = self.qkv.in_features, min(context, self.window)
+        macs = 5 * H + H + self.inner * H + 2 * seen * self.inner  # norm, scaling, output, scores + values
+        if self.site.spiking:
+            return macs, spikes * self.qkv.out_features
+        return macs + self.qkv.out_features * H, 0.0
 
 
 class SSMLanguageModel(nn.Module):
@@ -94,7 +192,8 @@ class SSMLanguageModel(nn.Module):
 
     def __init__(self, vocab_size: int, d_model: int = 256, n_layers: int = 6, d_state: int = 64,
                  spiking: bool = True, decay: float = 0.5, surrogate_width: float = 0.5, dropout: float = 0.0,
-                 max_context: int = 16384) -> None:
+                 max_context: int = 16384, attn_every: int = 0, attn_heads: int = 4, attn_window: int = 64,
+                 bipolar: bool = False, levels: int = 1) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.d_model = d_model
@@ -102,8 +201,12 @@ class SSMLanguageModel(nn.Module):
         self.max_context = max_context
         self.embed = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.embed.weight, std=0.02)
+        # attn_every = k > 0: every k-th block is a windowed-attention block (the attention variant).
         self.blocks = nn.ModuleList(
-            SSMBlock(d_model, d_state, spiking, decay, surrogate_width, dropout) for _ in range(n_layers)
+            WindowAttentionBlock(d_model, attn_heads, attn_window, spiking, decay, surrogate_width, dropout, bipolar, levels)
+            if attn_every and (i + 1) % attn_every == 0
+            else SSMBlock(d_model, d_state, spiking, decay, surrogate_width, dropout, bipolar, levels)
+            for i in range(n_layers)
         )
         self.norm = nn.LayerNorm(d_model)
 
@@ -114,15 +217,13 @@ class SSMLanguageModel(nn.Module):
         return self.norm(x) @ self.embed.weight.T
 
     def start(self, batch: int) -> State:
-        device = self.embed.weight.device
-        zeros = torch.zeros(batch, self.d_model, device=device)
-        return [(b.ssm.initial_state(batch, device), zeros.clone()) for b in self.blocks]
+        return [b.start(batch, self.embed.weight.device) for b in self.blocks]
 
     def step(self, ids: Tensor, state: State) -> tuple[Tensor, State]:
         x = self.embed(ids)
         new_state = []
         for block, layer_state in zip(self.blocks, state, strict=True):
-            x, layer_state = block.step(x, layer_state, block.ssm.discrete())
+            x, layer_state = block.step(x, layer_state)
             new_state.append(layer_state)
         return self.norm(x) @ self.embed.weight.T, new_state
 
@@ -137,16 +238,13 @@ class SSMLanguageModel(nn.Module):
         """Spikes and neuron-steps of each spiking site in the last forward or step call."""
         return [{"spikes": b.site.spikes, "neuron_steps": b.site.neuron_steps} for b in self.blocks]
 
-    def token_ops(self, spikes_per_token: float) -> dict[str, float]:
-        """Per generated token: float MACs and spike-driven accumulates (SOPs). The mixing layer costs
-        2H accumulates per spike in the SNN and 2H*H MACs in the twin; the SSM recurrence (complex
-        multiply-adds), the GLU gate, the norms and the head stay float."""
-        H, modes = self.d_model, self.blocks[0].ssm.log_A_real.shape[1]
-        per_layer_float = 8 * H * modes + 2 * H + 5 * H + H  # SSM update + output, D, LayerNorm, GLU gate
-        macs = len(self.blocks) * per_layer_float + self.vocab_size * H
-        if self.spiking:
-            return {"macs": float(macs), "sops": float(spikes_per_token * 2 * H)}
-        return {"macs": float(macs + len(self.blocks) * 2 * H * H), "sops": 0.0}
+    def token_ops(self, site_spikes: list[float], context: int = 0) -> dict[str, float]:
+        """Float MACs and spike-driven accumulates (SOPs) for one token, from each site's spikes."""
+        macs, sops = float(self.vocab_size * self.d_model), 0.0  # the head
+        for block, spikes in zip(self.blocks, site_spikes, strict=True):
+            m, a = block.ops(spikes, context)
+            macs, sops = macs + m, sops + a
+        return {"macs": macs, "sops": sops}
 
 
 class GPT2LanguageModel(nn.Module):
@@ -195,7 +293,7 @@ class GPT2LanguageModel(nn.Module):
     def activity(self) -> list[dict[str, float]]:
         return []
 
-    def token_ops(self, spikes_per_token: float, context: int = 0) -> dict[str, float]:
+    def token_ops(self, site_spikes: list[float], context: int = 0) -> dict[str, float]:
         c = self.net.config
         per_layer = 12 * c.n_embd * c.n_embd + 2 * context * c.n_embd  # projections + scores/values
         return {"macs": float(c.n_layer * per_layer + c.vocab_size * c.n_embd), "sops": 0.0}
