@@ -27,6 +27,10 @@ Examples:
 
   snnctl compile runs/digits-loihi-snn --target loihi --dataset digits
 
+  snnctl train --recipe small-ssm --out runs/small-ssm
+
+  snnctl chat
+
   snnctl recipes list
 
   snnctl plugins --json

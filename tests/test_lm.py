@@ -109,8 +109,6 @@ def test_s4d_kernel_matches_complex_powers() -> None:
 @pytest.mark.parametrize(("name", "kind", "config"), [
     ("spiking-ssm", "snn", {"d_model": 16, "n_layers": 2, "d_state": 8}),
     ("spiking-ssm", "ann", {"d_model": 16, "n_layers": 2, "d_state": 8}),
-    ("spiking-ssm", "snn", {"d_model": 16, "n_layers": 2, "d_state": 8, "attn_every": 2, "attn_heads": 2,
-                            "attn_window": 6}),
     ("spiking-ssm", "snn", {"d_model": 16, "n_layers": 2, "d_state": 8, "bipolar": True}),
     ("spiking-ssm", "snn", {"d_model": 16, "n_layers": 2, "d_state": 8, "levels": 3}),
     ("gpt2", "ann", {"n_layer": 2, "n_embd": 16, "n_head": 2, "n_positions": 64}),

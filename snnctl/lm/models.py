@@ -131,69 +131,13 @@ class SSMBlock(nn.Module):
         return macs + self.mix.out_features * H, 0.0
 
 
-class WindowAttentionBlock(nn.Module):
-    """The attention variant's block: x + W_o attention(q, k, v) over the last `window` tokens, where
-    q, k, v are projections of the spikes of LayerNorm(x) (LIF over tokens, as at the SSM sites).
-    The projections are spike-driven; the softmax attention itself stays float, as in SpikingBrain.
-    Generation keeps the last `window` keys and values, so per-token work stays bounded."""
-
-    def __init__(self, d_model: int, heads: int, window: int, spiking: bool, decay: float, surrogate_width: float,
-                 dropout: float, bipolar: bool = False, levels: int = 1) -> None:
-        super().__init__()
-        inner = d_model // 2  # q, k, v and output projections together: 2 H^2, like an SSM block's mixing
-        if inner % heads:
-            raise ValueError(f"d_model/2 = {inner} is not divisible by attn_heads = {heads}")
-        self.norm = nn.LayerNorm(d_model)
-        self.site = SpikingSite(d_model, spiking, decay, surrogate_width, bipolar, levels)
-        self.qkv = nn.Linear(d_model, 3 * inner)
-        self.out = nn.Linear(inner, d_model)
-        self.drop = nn.Dropout(dropout)
-        self.heads, self.window, self.inner = heads, window, inner
-
-    def _split(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """[B, L, 3*inner] -> q, k, v, each [B, heads, L, inner/heads]."""
-        B, L, _ = t.shape
-        q, k, v = t.view(B, L, 3, self.heads, self.inner // self.heads).permute(2, 0, 3, 1, 4)
-        return q, k, v
-
-    def forward(self, x: Tensor) -> Tensor:
-        B, L, _ = x.shape
-        q, k, v = self._split(self.qkv(self.site(self.norm(x))))
-        i = torch.arange(L, device=x.device)
-        back = i.unsqueeze(1) - i.unsqueeze(0)
-        mask = (back >= 0) & (back < self.window)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return x + self.drop(self.out(o.transpose(1, 2).reshape(B, L, self.inner)))
-
-    def start(self, batch: int, device: torch.device) -> State:
-        empty = torch.zeros(batch, self.heads, 0, self.inner // self.heads, device=device)
-        return empty, empty.clone(), self.site.start(batch, device)
-
-    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
-        keys, values, v = state
-        s, v = self.site.step(self.norm(x), v)
-        q, k, val = self._split(self.qkv(s).unsqueeze(1))
-        keys = torch.cat([keys, k], 2)[:, :, -self.window:]
-        values = torch.cat([values, val], 2)[:, :, -self.window:]
-        o = F.scaled_dot_product_attention(q, keys, values)
-        return x + self.out(o.reshape(x.shape[0], self.inner)), (keys, values, v)
-
-    def ops(self, spikes: float, context: int) -> tuple[float, float]:
-        H, seen = self.qkv.in_features, min(context, self.window)
-        macs = 5 * H + H + self.inner * H + 2 * seen * self.inner  # norm, scaling, output, scores + values
-        if self.site.spiking:
-            return macs, spikes * self.qkv.out_features
-        return macs + self.qkv.out_features * H, 0.0
-
-
 class SSMLanguageModel(nn.Module):
     """Embedding -> SSM blocks -> LayerNorm -> head tied to the embedding. Embedding, norms, residual
     stream and head stay real-valued; spikes are the input of each block's mixing layer."""
 
     def __init__(self, vocab_size: int, d_model: int = 256, n_layers: int = 6, d_state: int = 64,
                  spiking: bool = True, decay: float = 0.5, surrogate_width: float = 0.5, dropout: float = 0.0,
-                 max_context: int = 16384, attn_every: int = 0, attn_heads: int = 4, attn_window: int = 64,
-                 bipolar: bool = False, levels: int = 1) -> None:
+                 max_context: int = 16384, bipolar: bool = False, levels: int = 1) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.d_model = d_model
@@ -201,12 +145,9 @@ class SSMLanguageModel(nn.Module):
         self.max_context = max_context
         self.embed = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.embed.weight, std=0.02)
-        # attn_every = k > 0: every k-th block is a windowed-attention block (the attention variant).
         self.blocks = nn.ModuleList(
-            WindowAttentionBlock(d_model, attn_heads, attn_window, spiking, decay, surrogate_width, dropout, bipolar, levels)
-            if attn_every and (i + 1) % attn_every == 0
-            else SSMBlock(d_model, d_state, spiking, decay, surrogate_width, dropout, bipolar, levels)
-            for i in range(n_layers)
+            SSMBlock(d_model, d_state, spiking, decay, surrogate_width, dropout, bipolar, levels)
+            for _ in range(n_layers)
         )
         self.norm = nn.LayerNorm(d_model)
 
