@@ -27,13 +27,19 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return found
 
 
-def compile_target(name: str | None) -> Any:
-    """The compile target plugin for --target, looked up before any work so a typo costs nothing."""
+def compile_target(name: str | None, converted: bool = False) -> Any:
+    """The compile target plugin for --target, looked up before any work so a typo (or a target that
+    cannot take a converted SNN) costs nothing."""
+    from snnctl.backends.targets import TAKES_CONVERTED
+
     if name is None:
         return None
     if name not in registry.entries("targets"):
         known = ", ".join(registry.entries("targets")) or "none installed yet"
         raise UserError(f"no compile target '{name}'", hint=f"installed targets: {known}; see `snnctl plugins`")
+    if converted and name not in TAKES_CONVERTED:
+        raise UserError(f"the {name} target does not take converted SNNs yet (per-channel thresholds, rate-gated "
+                        "max pooling)", where="--target", hint=f"use --target {' or '.join(TAKES_CONVERTED)}")
     return registry.load("targets", name)
 
 
@@ -103,7 +109,7 @@ def command(
     from snnctl.metrics.bench import check_compatible
     from snnctl.zoo import Network
 
-    compile_fn = compile_target(target)
+    compile_fn = compile_target(target, converted=True)
     run_device = config.prepare_runtime(device, None)
     C.check_method(method)  # before any loading: a typo costs nothing
     options = C.Options(method=method, T=T, levels=levels, percentile=percentile, allow_partial=allow_partial)
@@ -144,7 +150,9 @@ def command(
 
     compiled = None
     if compile_fn is not None:
-        compiled = compile_fn(out, out / f"compiled-{target}")
+        from snnctl.backends.targets import CompileOptions
+
+        compiled = compile_fn(out, out / f"compiled-{target}", CompileOptions(dataset=ds.name if ds else None))
     summary = {"out": str(out), "method": method, "T": T, "spikes": B.spike_kind(net),
                "hybrid": bool(report.unsupported), "weights": source.weights, **metrics,
                "report": {k: len(v) for k, v in report.as_dict().items()}, "compiled": compiled}

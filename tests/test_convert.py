@@ -204,6 +204,7 @@ def test_convert_cli_bad_input_exits_2_and_writes_nothing(cli, trained, tmp_path
         ((trained["snn"], "--dataset", "digits"), "already an SNN"),
         (("cnn", "--out", out), "add --dataset"),
         (("cnn", "--dataset", "digits", "--target", "nosuch", "--out", out), "no compile target 'nosuch'"),
+        (("cnn", "--dataset", "digits", "--target", "loihi", "--out", out), "does not take converted SNNs"),
         (("nope",), "unknown model 'nope'"),
         (("cnn", "--dataset", "digits", "--method", "spiky", "--out", out), "unknown method"),
     ]:
@@ -366,3 +367,19 @@ def test_path_is_not_a_model(cli, tmp_path: Path):
     (tmp_path / "empty").mkdir()
     r = cli("convert", tmp_path / "empty")
     assert r.code == 2 and "not a model folder" in r.err
+
+
+@pytest.mark.parametrize("method", ["rate", "graded"])
+def test_convert_target_onnx_runs_end_to_end_with_exact_spikes(cli, trained, tmp_path, method):
+    """`snnctl convert ... --target onnx`: per-channel thresholds, initial potentials and rate-gated
+    max pooling (the digits CNN pools by max) survive the step graph and the Scan over time."""
+    out = tmp_path / method
+    r = cli("convert", trained["ann"], "--dataset", "digits", "--T", "4", "--method", method, "--out", out,
+            "--target", "onnx", "--json")
+    assert r.code == 0, r.err
+    compiled = json.loads(r.out)["compiled"]
+    trip = compiled["roundtrip"]
+    assert trip["spike_agreement"] == 1.0 and trip["output_max_abs_diff"] < 1e-5
+    assert trip["accuracy"]["compiled"] == trip["accuracy"]["reference"]
+    assert trip["step_max_abs_diff_random_state"] < 1e-5 and len(trip["layers"]) >= 2
+    assert (out / "compiled-onnx" / "model.seq.onnx").is_file()

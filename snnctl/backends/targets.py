@@ -60,8 +60,14 @@ class Inputs:
     source: str
 
 
+# Targets that take converted SNNs (threshold-scaled IF/graded neurons, rate-gated max pooling) too.
+TAKES_CONVERTED = ("onnx",)
+
+
 def spiking_bundle(path: Path, target: str) -> Bundle:
     bundle = load_bundle(path)
+    if bundle.manifest["kind"] == "converted" and target in TAKES_CONVERTED:
+        return bundle
     if bundle.manifest["kind"] != "snn":
         raise UserError(f"the {target} target compiles SNN bundles; this one is {bundle.manifest['kind']}",
                         where=str(path), hint="train with an SNN recipe, or import a NIR graph with snnctl convert")

@@ -63,7 +63,7 @@ class QCFS(nn.Module):
         return f"levels={self.levels}"
 
 
-def _per_channel(value: Tensor, x: Tensor) -> Tensor:
+def per_channel(value: Tensor, x: Tensor) -> Tensor:
     """Broadcast a [C] (or [1]) buffer along dimension 1 of x."""
     if value.numel() == 1 or x.ndim < 2:
         return value.reshape(()) if value.numel() == 1 else value
@@ -105,13 +105,13 @@ class Converted(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.analog:
             return self.run_analog(x)
-        theta = _per_channel(self.theta, x)
-        z = x / theta + _per_channel(self.shift, x)
+        theta = per_channel(self.theta, x)
+        z = x / theta + per_channel(self.shift, x)
         if self.act.carry_state and self.act.state is not None:  # streaming, past the first step
             return self.act(z) * theta
         T = self.act.T
         steps = z.reshape(T, z.shape[0] // T, *z.shape[1:])
-        first = steps[0] + self.neuron.decay * _per_channel(self.v0, steps[0])
+        first = steps[0] + self.neuron.decay * per_channel(self.v0, steps[0])
         z = torch.cat([first.unsqueeze(0), steps[1:]]).reshape(z.shape)
         return self.act(z) * theta
 
