@@ -89,7 +89,7 @@ def generation(ssm: torch.nn.Module, text_ids: torch.Tensor, rounds: int = 3) ->
     return out
 
 
-def train_throughput(work: Path, rounds: int = 3, steps: int = 4) -> dict[str, Any]:
+def train_throughput(rounds: int = 3, steps: int = 4) -> dict[str, Any]:
     rates: dict[str, list[float]] = {}
     setups = {}
     for name in RECIPES:
@@ -139,7 +139,7 @@ def main() -> None:
     bundle = load_lm(args.work / "small-ssm")
     val = bundle.tokenizer.encode(load_tinyshakespeare(test_fraction=0.1).val).ids
     result["generation_batch1"] = generation(bundle.model, torch.tensor(val))
-    result["train_throughput"] = train_throughput(args.work)
+    result["train_throughput"] = train_throughput()
     g = result["generation_batch1"]["spiking-ssm"]
     result["verdict"] = {
         "bpb_within_15pct_of_gpt2": result["bpb_ratio_ssm_over_gpt2"] <= 1.15,

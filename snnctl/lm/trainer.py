@@ -25,8 +25,16 @@ from snnctl.lm import tokenizer as toks
 from snnctl.lm.corpus import TextCorpus
 from snnctl.lm.models import build_lm
 from snnctl.lm.scoring import bytes_per_token, score
-from snnctl.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from snnctl.training.trainer import METRICS, StepCallback, TrainResult, learning_rate, recipe_fingerprint
+from snnctl.training.checkpoint import save_checkpoint
+from snnctl.training.trainer import (
+    METRICS,
+    StepCallback,
+    TrainResult,
+    learning_rate,
+    optimizer_step,
+    recipe_fingerprint,
+    start_or_resume,
+)
 
 SSM_DYNAMICS = ("log_dt", "log_A_real", "A_imag")
 
@@ -114,20 +122,9 @@ def train_lm(recipe: Recipe, out: Path, *, resume: bool = False, device: str = "
     out = Path(out)
     ckpt_dir, metrics_path = out / "checkpoints", out / METRICS
     fingerprint = recipe_fingerprint(recipe)
-    step, window_loss, window_n = 0, 0.0, 0
-    if resume:
-        info = load_checkpoint(ckpt_dir, model, optimizer)
-        if info.get("fingerprint") != fingerprint:
-            raise UserError("the checkpoint was made by a different recipe", where=str(ckpt_dir / CHECKPOINT),
-                            hint="resume with the same recipe and --set values, or train into a new --out")
-        step = int(info["step"])
-        window_loss, window_n = info.get("window", (0.0, 0))  # the log line in progress at the checkpoint
-        kept = [ln for ln in metrics_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-        metrics_path.write_text("".join(ln + "\n" for ln in kept))
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        metrics_path.write_text("")
-        (ckpt_dir / CHECKPOINT).unlink(missing_ok=True)
+    info = start_or_resume(out, model, optimizer, fingerprint, resume)
+    step = int(info["step"])
+    window_loss, window_n = info.get("window", (0.0, 0))  # the log line in progress at the checkpoint
 
     val_bpt = bytes_per_token(corpus.val, len(val_ids))
     total, L = lm.steps, lm.seq_len
@@ -142,11 +139,7 @@ def train_lm(recipe: Recipe, out: Path, *, resume: bool = False, device: str = "
             chunk = torch.stack([train_ids[o : o + L + 1] for o in offsets.tolist()]).to(device)
             logits = model(chunk[:, :-1])
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunk[:, 1:].reshape(-1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            optimizer.step()
+            optimizer_step(model, optimizer, loss, t.grad_clip)
             step += 1
             trained_steps += 1
             window_loss += loss.item()

@@ -165,6 +165,36 @@ def _rewind_metrics(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
+def start_or_resume(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, fingerprint: str,
+                    resume: bool) -> dict[str, Any]:
+    """A fresh run: an empty metrics log, no stale checkpoint. A resumed one: model, optimizer and RNG
+    restored from the checkpoint of the same recipe, the log rewound to it; returns its info."""
+    ckpt_dir, metrics_path = out / "checkpoints", out / METRICS
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        metrics_path.write_text("")
+        (ckpt_dir / CHECKPOINT).unlink(missing_ok=True)
+        return {"step": 0}
+    info = load_checkpoint(ckpt_dir, model, optimizer)
+    if info.get("fingerprint") != fingerprint:
+        raise UserError(
+            "the checkpoint was made by a different recipe",
+            where=str(ckpt_dir / CHECKPOINT),
+            hint="resume with the same recipe and --set values, or train into a new --out",
+        )
+    _rewind_metrics(metrics_path, int(info["step"]))
+    return info
+
+
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                   grad_clip: float | None) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+
+
 def train(
     recipe: Recipe,
     out: Path,
@@ -209,21 +239,7 @@ def train(
     n = len(ds.y_train)
     steps_per_epoch = math.ceil(n / t.batch_size)
     total = t.epochs * steps_per_epoch
-    step = 0
-    if resume:
-        info = load_checkpoint(ckpt_dir, model, optimizer)
-        if info.get("fingerprint") != fingerprint:
-            raise UserError(
-                "the checkpoint was made by a different recipe",
-                where=str(ckpt_dir / CHECKPOINT),
-                hint="resume with the same recipe and --set values, or train into a new --out",
-            )
-        step = int(info["step"])
-        _rewind_metrics(metrics_path, step)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        metrics_path.write_text("")
-        (ckpt_dir / CHECKPOINT).unlink(missing_ok=True)
+    step = int(start_or_resume(out, model, optimizer, fingerprint, resume)["step"])
 
     x_train, y_train = ds.x_train.to(device), ds.y_train.to(device)
     started = time.perf_counter()
@@ -246,11 +262,7 @@ def train(
             else:
                 logits = augment.logits(model, x_train[idx], step, total, t.seed)
             loss = F.cross_entropy(logits, y_train[idx], label_smoothing=t.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            optimizer.step()
+            optimizer_step(model, optimizer, loss, t.grad_clip)
             step += 1
 
             window_loss += loss.item() * len(idx)
