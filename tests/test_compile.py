@@ -15,6 +15,7 @@ from snnctl.artifact import load_bundle, make_manifest, save_bundle
 from snnctl.backends import lava_compat
 from snnctl.backends import loihi_fixed as LF
 from snnctl.backends.extract import ExportOptions, to_nir
+from snnctl.backends.nir_target import network_from_nir
 from snnctl.backends.roundtrip import encoded, run_torch
 from snnctl.backends.targets import CompileOptions, compile_lava, compile_loihi, compile_nir, compile_onnx
 from snnctl.errors import UserError
@@ -142,6 +143,78 @@ def test_snntorch_imports_our_nir_and_spikes_the_same(tmp_path):
         total += spikes.size
         assert spikes.mean() > 0.01, name
     assert agree / total >= 0.99
+
+
+def cuba_graph() -> nir.NIRGraph:
+    """Affine -> CubaLIF -> Affine -> CubaLIF in snnTorch's conventions (dt 1e-4, unit input gains)."""
+    rng = np.random.default_rng(0)
+    dt = 1e-4
+
+    def cuba(n: int, alpha: float, beta: float) -> nir.CubaLIF:
+        tau_syn, tau_mem = np.full(n, dt / (1 - alpha)), np.full(n, dt / (1 - beta))
+        return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt, v_leak=np.zeros(n), w_in=tau_syn / dt,
+                           v_threshold=np.full(n, 0.5), v_reset=np.zeros(n))
+
+    return nir.NIRGraph.from_list(
+        nir.Input(input_type=np.array([10])),
+        nir.Affine(weight=rng.normal(0, 0.5, (16, 10)).astype(np.float32),
+                   bias=rng.normal(0, 0.1, 16).astype(np.float32)),
+        cuba(16, 0.8, 0.9),
+        nir.Affine(weight=rng.normal(0, 0.5, (4, 16)).astype(np.float32), bias=np.zeros(4, np.float32)),
+        cuba(4, 0.7, 0.85),
+        nir.Output(output_type=np.array([4])),
+    )
+
+
+def test_cubalif_imports_and_spikes_as_snntorch_does():
+    """The same CubaLIF graph read by snnTorch (import_from_nir -> Synaptic) and by snnctl (a synaptic
+    current node before an LIF): identical spikes over T steps."""
+    snn = pytest.importorskip("snntorch")
+    from snntorch import utils as snn_utils
+    from snntorch.import_nir import import_from_nir
+
+    T, graph = 20, cuba_graph()
+    ours, spec = network_from_nir(graph, ExportOptions(), T)
+    assert [e["type"] for e in spec["nodes"]].count("synapse") == 2
+    peer = import_from_nir(graph)
+    synaptic = [m for m in peer.modules() if isinstance(m, snn.Synaptic)]
+    assert [m.reset_mechanism for m in synaptic] == ["zero", "zero"]
+    seq = encoded(ours, torch.rand(32, 10) * 2, T)
+    mine = run_torch(ours, seq)
+    recorded: list[list[torch.Tensor]] = [[] for _ in synaptic]
+    hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: recorded[k].append(o[0] if isinstance(o, tuple) else o))
+             for k, m in enumerate(synaptic)]
+    with torch.no_grad():
+        for b in range(seq.shape[1]):
+            snn_utils.reset(peer)
+            for t in range(T):
+                peer(seq[t, b])
+    for h in hooks:
+        h.remove()
+    agree = total = 0
+    for k, spikes in enumerate(mine.spikes.values()):
+        theirs = torch.stack(recorded[k]).reshape(seq.shape[1], T, -1).transpose(0, 1).numpy()
+        agree += int((theirs == spikes.reshape(T, seq.shape[1], -1)).sum())
+        total += spikes.size
+        assert spikes.mean() > 0.05
+    assert agree / total >= 0.99
+
+
+def test_cubalif_file_converts_to_a_bundle_that_round_trips_through_nir(tmp_path, cli):
+    """Imported CubaLIFs become a synaptic-current layer + LIF; exported again, the current is NIR's LI."""
+    nir.write(str(tmp_path / "cuba.nir"), cuba_graph())
+    result = cli("convert", tmp_path / "cuba.nir", "--T", "8", "--out", tmp_path / "cuba", "--json")
+    assert result.code == 0, result.err
+    bundle = load_bundle(tmp_path / "cuba")
+    with torch.no_grad():
+        assert bundle.model(torch.rand(3, 10)).shape == (3, 4)
+    again = cli("compile", tmp_path / "cuba", "--target", "nir", "--out", tmp_path / "nir", "--json")
+    assert again.code == 0, again.err
+    assert json.loads(again.out)["roundtrip"]["spike_agreement"] == 1.0
+    exported = nir.read(str(tmp_path / "nir" / "model.nir"))
+    assert sum(isinstance(n, nir.LI) for n in exported.nodes.values()) == 2
+    refused = cli("compile", tmp_path / "cuba", "--target", "onnx", "--out", tmp_path / "onnx")
+    assert refused.code == 2 and "Synapse" in refused.err and not (tmp_path / "onnx").exists()
 
 
 def test_convert_imports_a_nir_file_as_an_snn_bundle(tmp_path, cli):

@@ -25,6 +25,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from snnctl.conversion.graph import Report, fold_batchnorm
 from snnctl.errors import UserError
 from snnctl.nn import LIF, LearnableLIF, SpikingActivation
+from snnctl.nn.layers import Synapse
 
 DISCRETISATIONS = ("euler", "exact")
 PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
@@ -50,7 +51,7 @@ class ExportOptions:
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, SpikingActivation) or super().is_leaf_module(m, qualname)
+        return isinstance(m, (SpikingActivation, Synapse)) or super().is_leaf_module(m, qualname)
 
 
 def trace_snn(body: nn.Module, example: torch.Tensor) -> fx.GraphModule:
@@ -61,7 +62,7 @@ def trace_snn(body: nn.Module, example: torch.Tensor) -> fx.GraphModule:
         raise UserError(f"torch.fx cannot trace the model ({type(err).__name__}: {err})") from None
     fold_batchnorm(gm, Report())
     for m in gm.modules():
-        if isinstance(m, SpikingActivation):
+        if isinstance(m, (SpikingActivation, Synapse)):
             m.T = 1  # one probe example, one step
     with torch.no_grad():
         ShapeProp(gm).propagate(example)
@@ -116,11 +117,25 @@ def neuron_node(act: SpikingActivation, shape: tuple[int, ...], opts: ExportOpti
                    v_threshold=_array(theta, shape), v_reset=_array(0.0, shape), metadata=meta)
 
 
+def synapse_node(m: Synapse, shape: tuple[int, ...], opts: ExportOptions, where: str) -> nir.NIRNode:
+    """A synaptic current I_t = d I_{t-1} + g x_t as NIR's leaky integrator LI (tau dI/dt = -I + r x),
+    discretised as the neurons are: the input gain dt/tau * r equals g."""
+    decay = float(m.decay)
+    if not 0.0 <= decay < 1.0:
+        raise UserError(f"layer {where}: a synaptic current with decay {decay} has no NIR LI equivalent")
+    a = 1.0 - decay
+    tau = opts.dt / a if opts.discretisation == "euler" else -opts.dt / math.log(decay) if decay > 0 else opts.dt
+    gain = np.broadcast_to(m.gain.detach().numpy().astype(np.float64), shape)
+    return nir.LI(tau=_array(tau, shape), r=gain / a, v_leak=_array(0.0, shape))
+
+
 def _module_node(m: nn.Module, node: fx.Node, opts: ExportOptions, where: str) -> nir.NIRNode:
     src = node.args[0]
     in_shape, out_shape = _shape(src), _shape(node)
     if isinstance(m, SpikingActivation):
         return neuron_node(m, out_shape, opts, where)
+    if isinstance(m, Synapse):
+        return synapse_node(m, out_shape, opts, where)
     if isinstance(m, nn.Linear):
         bias = m.bias.detach().numpy() if m.bias is not None else np.zeros(m.out_features, np.float32)
         return nir.Affine(weight=m.weight.detach().numpy().copy(), bias=bias.copy())

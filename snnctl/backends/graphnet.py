@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from snnctl.backends.extract import ExportOptions
 from snnctl.errors import UserError
 from snnctl.nn import SpikingActivation
+from snnctl.nn.layers import Synapse
 
 Spec = dict[str, Any]
 
@@ -32,21 +33,28 @@ def _uniform(values: np.ndarray, what: str, where: str) -> float:
     return float(flat[0])
 
 
+def _step_fraction(tau_values: Any, opts: ExportOptions, what: str, where: str) -> float:
+    """The fraction a of the way to equilibrium per step (decay = 1 - a) for time constant tau."""
+    tau = _uniform(tau_values, what, where)
+    if tau <= 0:
+        raise UserError(f"node {where}: {what} must be positive, got {tau}")
+    a = opts.dt / tau if opts.discretisation == "euler" else 1.0 - math.exp(-opts.dt / tau)
+    if not 0.0 < a <= 1.0:
+        raise UserError(f"node {where}: dt/{what} = {opts.dt / tau:.3g} is outside (0, 1]",
+                        hint="pass the dt the graph was exported with (--dt)")
+    return a
+
+
 def _neuron(node: nir.NIRNode, opts: ExportOptions, where: str) -> tuple[float, float, float, np.ndarray]:
-    """(decay, threshold, input gain, per-step leak input) of an IF or LIF node."""
+    """(decay, threshold, input gain, per-step leak input) of an IF, LIF or CubaLIF membrane."""
     if node.v_reset is not None and np.any(np.asarray(node.v_reset) != 0):
         raise UserError(f"node {where}: v_reset != 0 is not supported", hint="shift the threshold so v_reset is 0")
     theta = _uniform(node.v_threshold, "v_threshold", where)
     r = np.asarray(node.r, dtype=np.float64)
     if isinstance(node, nir.IF):
         return 1.0, theta, _uniform(r, "r", where), np.zeros_like(r)
-    tau = _uniform(node.tau, "tau", where)
-    if tau <= 0:
-        raise UserError(f"node {where}: tau must be positive, got {tau}")
-    a = opts.dt / tau if opts.discretisation == "euler" else 1.0 - math.exp(-opts.dt / tau)
-    if not 0.0 < a <= 1.0:
-        raise UserError(f"node {where}: dt/tau = {opts.dt / tau:.3g} is outside (0, 1]",
-                        hint="pass the dt the graph was exported with (--dt)")
+    tau = node.tau_mem if isinstance(node, nir.CubaLIF) else node.tau
+    a = _step_fraction(tau, opts, "tau_mem" if isinstance(node, nir.CubaLIF) else "tau", where)
     return 1.0 - a, theta, _uniform(a * r, "input gain r*dt/tau", where), a * np.asarray(node.v_leak, np.float64)
 
 
@@ -101,9 +109,24 @@ def from_nir(graph: nir.NIRGraph, opts: ExportOptions) -> tuple[Spec, dict[str, 
             entry.update(type="scale", shape=list(np.asarray(node.scale).shape))
             state[f"body.layers.{key}.scale"] = t(node.scale)
             state[f"body.layers.{key}.shift"] = t(np.zeros_like(node.scale))
-        elif isinstance(node, (nir.IF, nir.LIF)):
+        elif isinstance(node, nir.LI):  # a leaky integrator: snnctl's synaptic-current layer
+            if np.any(np.asarray(node.v_leak) != 0):
+                raise UserError(f"node {name}: LI with v_leak != 0 is not supported")
+            a = _step_fraction(node.tau, opts, "tau", name)
+            shape = [int(v) for v in np.asarray(node.tau).shape]
+            entry.update(type="synapse", shape=shape)
+            state[f"body.layers.{key}.decay"] = torch.tensor(1.0 - a)
+            state[f"body.layers.{key}.gain"] = t(np.broadcast_to(a * np.asarray(node.r, np.float64), shape))
+        elif isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF)):
             decay, theta, gain, leak = _neuron(node, opts, name)
             shape = _shape_of(node)
+            if isinstance(node, nir.CubaLIF):  # the synaptic current is a leaky integrator before the membrane
+                a_syn = _step_fraction(node.tau_syn, opts, "tau_syn", name)
+                syn = f"{key}__synapse"
+                nodes.append({"name": syn, "inputs": entry["inputs"], "type": "synapse", "shape": shape})
+                state[f"body.layers.{syn}.decay"] = torch.tensor(1.0 - a_syn)
+                state[f"body.layers.{syn}.gain"] = t(np.broadcast_to(a_syn * np.asarray(node.w_in), shape))
+                entry["inputs"] = [syn]
             gain = 1.0 if abs(gain - 1.0) < 1e-6 else gain  # float32 round-off in tau and r, not a gain
             if gain != 1.0 or np.any(leak != 0):
                 pre = f"{key}__input"
@@ -116,7 +139,8 @@ def from_nir(graph: nir.NIRGraph, opts: ExportOptions) -> tuple[Spec, dict[str, 
             state[f"body.layers.{key}.neuron.decay"] = torch.tensor(decay)
         else:
             raise UserError(f"node {name}: NIR {type(node).__name__} is not supported by snnctl yet",
-                            hint="supported: Affine, Linear, Conv2d, AvgPool2d, SumPool2d, Flatten, Scale, IF, LIF")
+                            hint="supported: Affine, Linear, Conv2d, AvgPool2d, SumPool2d, Flatten, Scale, IF, LIF, "
+                                 "CubaLIF, LI")
         nodes.append(entry)
     return {"nodes": nodes, "input_shape": input_shape}, state
 
@@ -176,6 +200,8 @@ def _layer(entry: dict[str, Any], act: Callable[[], nn.Module]) -> nn.Module | N
         return nn.Flatten(entry["start_dim"], entry["end_dim"])
     if kind == "scale":
         return Scale(entry["shape"])
+    if kind == "synapse":
+        return Synapse(entry["shape"])
     if kind == "neuron":
         neuron = act()
         if not isinstance(neuron, SpikingActivation):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from snnctl.nn.neurons import SpikingNeuron
@@ -47,3 +48,25 @@ def activation_factory(neuron_factory: Callable[[], SpikingNeuron] | None) -> Ac
     if neuron_factory is None:
         return nn.ReLU
     return lambda: SpikingActivation(neuron_factory())
+
+
+class Synapse(nn.Module):
+    """A CubaLIF's synaptic current: I_t = decay * I_{t-1} + gain * x_t over the time steps folded into
+    the batch, from zero at the start of every sequence. Linear, so it has no spikes of its own."""
+
+    needs_T = True
+
+    def __init__(self, shape: list[int]) -> None:
+        super().__init__()
+        self.register_buffer("decay", torch.zeros(()))
+        self.register_buffer("gain", torch.ones(shape))
+        self.T = 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        steps = (x * self.gain).reshape(self.T, x.shape[0] // self.T, *x.shape[1:])
+        current = torch.zeros_like(steps[0])
+        out = []
+        for xt in steps.unbind(0):
+            current = self.decay * current + xt
+            out.append(current)
+        return torch.stack(out).reshape(x.shape)
