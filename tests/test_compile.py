@@ -215,6 +215,8 @@ def test_cubalif_file_converts_to_a_bundle_that_round_trips_through_nir(tmp_path
     assert sum(isinstance(n, nir.LI) for n in exported.nodes.values()) == 2
     refused = cli("compile", tmp_path / "cuba", "--target", "onnx", "--out", tmp_path / "onnx")
     assert refused.code == 2 and "Synapse" in refused.err and not (tmp_path / "onnx").exists()
+    refused = cli("compile", tmp_path / "cuba", "--target", "loihi", "--out", tmp_path / "loihi")
+    assert refused.code == 2 and "cubalif__synapse is a synaptic current" in refused.err
 
 
 def test_convert_imports_a_nir_file_as_an_snn_bundle(tmp_path, cli):

@@ -90,6 +90,9 @@ def lower(net: nn.Module, input_shape: tuple[int, ...]) -> list[Population]:
                             "Lava and Loihi chains are sequential",
                             hint="compile this model to nir or onnx, or use a network without skip connections")
         previous = entry["name"]
+        if entry["type"] == "synapse":
+            raise UserError(f"layer {entry['name']} is a synaptic current (a CubaLIF or LI); snnctl's Lava and "
+                            "Loihi chains have plain LIF populations only", hint="compile this model to nir")
         if entry["type"] == "neuron" or entry["type"] == "output":
             if not group:
                 raise UserError(f"layer {entry['name']} has no synapse before it",
