@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.snnctl-installed
 RUNS ?= runs
 
-.PHONY: setup demo test test-fast lint bench-layer bench-kernels bench-conversion bench-compile kernels clean
+.PHONY: setup demo test test-fast lint bench-layer bench-kernels bench-conversion bench-compile check-netx kernels clean
 
 setup: $(STAMP)
 
@@ -60,6 +60,16 @@ bench-conversion: setup
 
 bench-compile: setup
 	$(BIN)/python benchmarks/compile.py --save benchmarks/results/compile.json
+
+# lava-dl's own netx loader reading the loihi target's model.net (lava-dl is not part of the set-up:
+# it declares Python < 3.11; installed --no-deps into a separate folder for this check only).
+LAVA_DL_DIR ?= /tmp/snnctl-lava-dl
+check-netx: setup
+	$(BIN)/pip install -q --no-deps --ignore-requires-python --target $(LAVA_DL_DIR) lava-dl==0.6.0
+	$(BIN)/snnctl train --recipe digits-loihi-snn --out $(RUNS)/digits-loihi-snn
+	$(BIN)/snnctl compile $(RUNS)/digits-loihi-snn --target loihi --dataset digits --out $(RUNS)/loihi-netx
+	$(BIN)/python benchmarks/netx_loader.py $(RUNS)/loihi-netx/model.net --lava-dl $(LAVA_DL_DIR) \
+		--save benchmarks/results/netx_loader.json
 
 clean:
 	rm -rf $(VENV) $(RUNS) build *.egg-info $(KERNEL_SO)

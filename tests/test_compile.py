@@ -273,8 +273,10 @@ def test_netx_file_has_the_layout_netx_reads(tmp_path):
     compile_loihi(make_bundle(tmp_path / "b"), tmp_path / "out", opts(lava_samples=0))
     with h5py.File(tmp_path / "out" / "model.net", "r") as h:
         layers = h["layer"]
-        assert [layers[str(i)]["type"][0] for i in range(len(layers))] == [b"conv", b"dense", b"dense"]
-        conv = layers["0"]
+        types = [layers[str(i)]["type"][0] for i in range(len(layers))]
+        assert types == [b"input", b"conv", b"flatten", b"dense", b"dense"]
+        assert list(layers["0"]["shape"][()]) == [1, 8, 8]  # (features, y, x): netx reverses it to (x, y, f)
+        conv = layers["1"]
         assert conv["weight"].shape == (4, 1, 3, 3) and conv["weight"].dtype.kind == "i"
         neuron = conv["neuron"]
         assert neuron["type"][0] == b"CUBA" and int(neuron["iDecay"][()]) == 4096 and int(neuron["vDecay"][()]) == 2048

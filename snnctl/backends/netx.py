@@ -30,8 +30,17 @@ def write(path: Path, fixed: list[FixedPopulation], T: int) -> None:
             sim.create_dataset("Ts", data=1)
             sim.create_dataset("tSample", data=T)
             layers = h.create_group("layer")
-            for i, f in enumerate(fixed):
-                _layer(layers.create_group(str(i)), f)
+            # netx infers every shape from an input layer's (features, y, x) when the first layer is a conv
+            first = layers.create_group("0")
+            first.create_dataset("type", data=np.array([b"input"], dtype="S10"))
+            first.create_dataset("shape", data=np.array(fixed[0].pop.in_shape))
+            index, previous = 1, None
+            for f in fixed:
+                if previous == "conv" and f.pop.kind == "dense":  # netx flattens (x, y, f) as PyTorch does (f, y, x)
+                    layers.create_group(str(index)).create_dataset("type", data=np.array([b"flatten"], dtype="S10"))
+                    index += 1
+                _layer(layers.create_group(str(index)), f)
+                index, previous = index + 1, f.pop.kind
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -42,7 +51,10 @@ def _layer(g: h5py.Group, f: FixedPopulation) -> None:
     g.create_dataset("type", data=np.array([p.kind.encode()], dtype="S10"))
     g.create_dataset("shape", data=np.array(p.out_shape))
     g.create_dataset("weight", data=f.weight.astype(np.int32))
-    g.create_dataset("bias", data=f.bias_mant.astype(np.int32))
+    bias = f.bias_mant.astype(np.int32)
+    if p.kind == "conv":  # netx broadcasts a conv bias onto its (x, y, features) neurons
+        bias = bias.reshape(p.out_shape).transpose(2, 1, 0)
+    g.create_dataset("bias", data=bias)
     if p.kind == "dense":
         g.create_dataset("inFeatures", data=int(np.prod(p.in_shape)))
         g.create_dataset("outFeatures", data=p.size)
@@ -74,6 +86,8 @@ def read(path: Path) -> list[FixedPopulation]:
         for i in range(len(layers)):
             g = layers[str(i)]
             kind = g["type"][0].decode()
+            if kind in ("input", "flatten"):
+                continue
             weight = g["weight"][()].astype(np.int64)
             attrs = g.attrs
             readout = bool(attrs["snnctl_readout"])
@@ -87,7 +101,10 @@ def read(path: Path) -> list[FixedPopulation]:
                              None if readout else float(attrs["snnctl_decay"]),
                              None if readout else float(attrs["snnctl_threshold"]), conv)
             n = g["neuron"]
-            fixed.append(FixedPopulation(pop, weight, g["bias"][()].astype(np.int64), int(attrs["snnctl_bias_exp"]),
+            bias = g["bias"][()].astype(np.int64)
+            if kind == "conv":
+                bias = bias.transpose(2, 1, 0).reshape(-1)
+            fixed.append(FixedPopulation(pop, weight, bias, int(attrs["snnctl_bias_exp"]),
                                          du=int(n["iDecay"][()]) - 1, dv=int(n["vDecay"][()]),
                                          vth=int(n["vThMant"][()]), scale=float(attrs["snnctl_state_scale"]),
                                          in_scale=float(attrs["snnctl_input_scale"])))
