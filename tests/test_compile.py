@@ -166,9 +166,11 @@ def cuba_graph() -> nir.NIRGraph:
     )
 
 
-def test_cubalif_imports_and_spikes_as_snntorch_does():
+@pytest.mark.parametrize("source", ["graph", "re-exported"])
+def test_cubalif_imports_and_spikes_as_snntorch_does(source):
     """The same CubaLIF graph read by snnTorch (import_from_nir -> Synaptic) and by snnctl (a synaptic
-    current node before an LIF): identical spikes over T steps."""
+    current node before an LIF): identical spikes over T steps. Also for snnctl's own export of the
+    imported network (the pairs written back as CubaLIF nodes) read by snnTorch."""
     snn = pytest.importorskip("snntorch")
     from snntorch import utils as snn_utils
     from snntorch.import_nir import import_from_nir
@@ -176,6 +178,9 @@ def test_cubalif_imports_and_spikes_as_snntorch_does():
     T, graph = 20, cuba_graph()
     ours, spec = network_from_nir(graph, ExportOptions(), T)
     assert [e["type"] for e in spec["nodes"]].count("synapse") == 2
+    if source == "re-exported":
+        graph = to_nir(ours, (10,), ExportOptions())
+        assert sum(isinstance(n, nir.CubaLIF) for n in graph.nodes.values()) == 2
     peer = import_from_nir(graph)
     synaptic = [m for m in peer.modules() if isinstance(m, snn.Synaptic)]
     assert [m.reset_mechanism for m in synaptic] == ["zero", "zero"]
@@ -212,7 +217,8 @@ def test_cubalif_file_converts_to_a_bundle_that_round_trips_through_nir(tmp_path
     assert again.code == 0, again.err
     assert json.loads(again.out)["roundtrip"]["spike_agreement"] == 1.0
     exported = nir.read(str(tmp_path / "nir" / "model.nir"))
-    assert sum(isinstance(n, nir.LI) for n in exported.nodes.values()) == 2
+    assert sum(isinstance(n, nir.CubaLIF) for n in exported.nodes.values()) == 2  # current + LIF fused again
+    assert not any(isinstance(n, nir.LI) for n in exported.nodes.values())
     refused = cli("compile", tmp_path / "cuba", "--target", "onnx", "--out", tmp_path / "onnx")
     assert refused.code == 2 and "Synapse" in refused.err and not (tmp_path / "onnx").exists()
     refused = cli("compile", tmp_path / "cuba", "--target", "loihi", "--out", tmp_path / "loihi")

@@ -202,6 +202,30 @@ def to_nir(model: nn.Module, input_shape: tuple[int, ...], opts: ExportOptions) 
                             "has no NIR primitive", hint="use module layers (nn.Flatten, nn.AvgPool2d, ...)")
     if len(set(edges)) != len(edges):
         raise UserError("a value is added to itself (x + x); NIR cannot express a doubled edge")
+    nodes, edges = fuse_cubalif(nodes, edges)
     metadata = {"source": "snnctl", "dt": opts.dt, "discretisation": opts.discretisation, "reset": "zero",
                 "T": int(getattr(model, "T", 1)), "encoding": str(getattr(model, "encoding", "direct"))}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+
+def fuse_cubalif(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
+                 ) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]]]:
+    """A synaptic current (LI) that feeds one LIF and nothing else is that LIF's current: write the pair
+    as one CubaLIF (named as the LIF), the node peers such as snnTorch read."""
+    nodes, edges = dict(nodes), list(edges)
+    for li_name, li in list(nodes.items()):
+        if not isinstance(li, nir.LI):
+            continue
+        after = [b for a, b in edges if a == li_name]
+        if len(after) != 1 or not isinstance(nodes[after[0]], nir.LIF):
+            continue
+        lif_name = after[0]
+        if [a for a, b in edges if b == lif_name] != [li_name]:
+            continue
+        lif = nodes[lif_name]
+        nodes[lif_name] = nir.CubaLIF(tau_syn=li.tau, tau_mem=lif.tau, r=lif.r, v_leak=lif.v_leak,
+                                      v_threshold=lif.v_threshold, v_reset=lif.v_reset, w_in=li.r,
+                                      metadata=lif.metadata)
+        del nodes[li_name]
+        edges = [(a, lif_name) if b == li_name else (a, b) for a, b in edges if (a, b) != (li_name, lif_name)]
+    return nodes, edges
