@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import nir
 import numpy as np
@@ -112,9 +113,34 @@ def test_max_pooling_is_refused_naming_the_layer(tmp_path):
         compile_nir(bundle, tmp_path / "out", opts())
 
 
+def agreement_with_snntorch(peer: torch.nn.Module, neurons: list[torch.nn.Module], ours: Any, seq: torch.Tensor,
+                            min_rate: float) -> float:
+    """Step snnTorch's network one sample at a time (it imports NIR Flatten(0) as torch Flatten(0)),
+    record each neuron layer's spikes and return the fraction equal to ours (each layer must fire)."""
+    from snntorch import utils as snn_utils
+
+    T, B = seq.shape[:2]
+    recorded: list[list[torch.Tensor]] = [[] for _ in neurons]
+    hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: recorded[k].append(o[0] if isinstance(o, tuple) else o))
+             for k, m in enumerate(neurons)]
+    with torch.no_grad():
+        for b in range(B):
+            snn_utils.reset(peer)
+            for t in range(T):
+                peer(seq[t, b])
+    for h in hooks:
+        h.remove()
+    agree = total = 0
+    for k, (name, spikes) in enumerate(ours.spikes.items()):
+        theirs = torch.stack(recorded[k]).reshape(B, T, -1).transpose(0, 1).numpy()
+        agree += int((theirs == spikes.reshape(T, B, -1)).sum())
+        total += spikes.size
+        assert spikes.mean() > min_rate, name
+    return agree / total
+
+
 def test_snntorch_imports_our_nir_and_spikes_the_same(tmp_path):
     snn = pytest.importorskip("snntorch")
-    from snntorch import utils as snn_utils
     from snntorch.import_nir import import_from_nir
 
     torch.manual_seed(0)
@@ -125,24 +151,7 @@ def test_snntorch_imports_our_nir_and_spikes_the_same(tmp_path):
     leaky = [m for m in peer.modules() if isinstance(m, snn.Leaky)]
     assert len(leaky) == 2
     seq = encoded(model, torch.rand(24, 20) * 2, T)
-    ours = run_torch(model, seq)
-    recorded: list[list[torch.Tensor]] = [[] for _ in leaky]
-    hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: recorded[k].append(o[0] if isinstance(o, tuple) else o))
-             for k, m in enumerate(leaky)]
-    with torch.no_grad():
-        for b in range(seq.shape[1]):  # snnTorch imports NIR Flatten(0) as torch Flatten(0): one sample at a time
-            snn_utils.reset(peer)
-            for t in range(T):
-                peer(seq[t, b])
-    for h in hooks:
-        h.remove()
-    agree = total = 0
-    for k, (name, spikes) in enumerate(ours.spikes.items()):
-        theirs = torch.stack(recorded[k]).reshape(seq.shape[1], T, -1).transpose(0, 1).numpy()
-        agree += int((theirs == spikes.reshape(T, seq.shape[1], -1)).sum())
-        total += spikes.size
-        assert spikes.mean() > 0.01, name
-    assert agree / total >= 0.99
+    assert agreement_with_snntorch(peer, leaky, run_torch(model, seq), seq, min_rate=0.01) >= 0.99
 
 
 def cuba_graph() -> nir.NIRGraph:
@@ -172,7 +181,6 @@ def test_cubalif_imports_and_spikes_as_snntorch_does(source):
     current node before an LIF): identical spikes over T steps. Also for snnctl's own export of the
     imported network (the pairs written back as CubaLIF nodes) read by snnTorch."""
     snn = pytest.importorskip("snntorch")
-    from snntorch import utils as snn_utils
     from snntorch.import_nir import import_from_nir
 
     T, graph = 20, cuba_graph()
@@ -185,24 +193,7 @@ def test_cubalif_imports_and_spikes_as_snntorch_does(source):
     synaptic = [m for m in peer.modules() if isinstance(m, snn.Synaptic)]
     assert [m.reset_mechanism for m in synaptic] == ["zero", "zero"]
     seq = encoded(ours, torch.rand(32, 10) * 2, T)
-    mine = run_torch(ours, seq)
-    recorded: list[list[torch.Tensor]] = [[] for _ in synaptic]
-    hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: recorded[k].append(o[0] if isinstance(o, tuple) else o))
-             for k, m in enumerate(synaptic)]
-    with torch.no_grad():
-        for b in range(seq.shape[1]):
-            snn_utils.reset(peer)
-            for t in range(T):
-                peer(seq[t, b])
-    for h in hooks:
-        h.remove()
-    agree = total = 0
-    for k, spikes in enumerate(mine.spikes.values()):
-        theirs = torch.stack(recorded[k]).reshape(seq.shape[1], T, -1).transpose(0, 1).numpy()
-        agree += int((theirs == spikes.reshape(T, seq.shape[1], -1)).sum())
-        total += spikes.size
-        assert spikes.mean() > 0.05
-    assert agree / total >= 0.99
+    assert agreement_with_snntorch(peer, synaptic, run_torch(ours, seq), seq, min_rate=0.05) >= 0.99
 
 
 def test_cubalif_file_converts_to_a_bundle_that_round_trips_through_nir(tmp_path, cli):
