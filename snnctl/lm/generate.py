@@ -121,30 +121,31 @@ class Generator:
         steps = 0.0
         started = time.perf_counter()
         stats.stop = "max_tokens"
-        while stats.tokens < sampling.max_tokens:
-            token = pick(self.logits, sampling, gen)
-            if token in self.stop_ids:
-                stats.stop = "stop_token"
-                break
-            if self.room() < 1:
-                stats.stop = "context_full"
-                break
-            logits, self.state = self.model.step(torch.tensor([token]), self.state)
-            self.logits, self.context = logits[0], self.context + 1
-            stats.tokens += 1
-            for i, site in enumerate(self.model.activity()):
-                if i == len(site_spikes):
-                    site_spikes.append(0.0)
-                site_spikes[i] += site["spikes"]
-                steps += site["neuron_steps"]
-            piece = decoder.push(token)
+        try:
+            while stats.tokens < sampling.max_tokens:
+                token = pick(self.logits, sampling, gen)
+                if token in self.stop_ids:
+                    stats.stop = "stop_token"
+                    break
+                if self.room() < 1:
+                    stats.stop = "context_full"
+                    break
+                logits, self.state = self.model.step(torch.tensor([token]), self.state)
+                self.logits, self.context = logits[0], self.context + 1
+                stats.tokens += 1
+                for i, site in enumerate(self.model.activity()):
+                    if i == len(site_spikes):
+                        site_spikes.append(0.0)
+                    site_spikes[i] += site["spikes"]
+                    steps += site["neuron_steps"]
+                piece = decoder.push(token)
+                if piece:
+                    yield piece
+            tail = decoder.flush()
+            if tail:
+                yield tail
+        finally:  # once per reply, not per token; also when the caller stops reading early
             self._fill(stats, started, site_spikes, steps)
-            if piece:
-                yield piece
-        tail = decoder.flush()
-        self._fill(stats, started, site_spikes, steps)
-        if tail:
-            yield tail
 
     def _fill(self, stats: ReplyStats, started: float, site_spikes: list[float], steps: float) -> None:
         stats.seconds = time.perf_counter() - started

@@ -120,7 +120,7 @@ class SSMBlock(nn.Module):
         s, v = self.site.step(y, v)
         return x + F.glu(self.mix(s), dim=-1), (xs, v)
 
-    def ops(self, spikes: float, context: int) -> tuple[float, float]:
+    def ops(self, spikes: float) -> tuple[float, float]:
         """(float MACs, accumulates) for one token: the SSM update and output (complex multiply-adds),
         D, LayerNorm, threshold scaling and GLU gate are float; the mixing layer takes 2H accumulates
         per spike in the SNN and 2H*H MACs in the twin."""
@@ -180,10 +180,11 @@ class SSMLanguageModel(nn.Module):
         return [{"spikes": b.site.spikes, "neuron_steps": b.site.neuron_steps} for b in self.blocks]
 
     def token_ops(self, site_spikes: list[float], context: int = 0) -> dict[str, float]:
-        """Float MACs and spike-driven accumulates (SOPs) for one token, from each site's spikes."""
+        """Float MACs and spike-driven accumulates (SOPs) for one token, from each site's spikes; the
+        recurrent state makes them independent of `context` (the transformer's grow with it)."""
         macs, sops = float(self.vocab_size * self.d_model), 0.0  # the head
         for block, spikes in zip(self.blocks, site_spikes, strict=True):
-            m, a = block.ops(spikes, context)
+            m, a = block.ops(spikes)
             macs, sops = macs + m, sops + a
         return {"macs": macs, "sops": sops}
 

@@ -11,7 +11,6 @@ Special tokens mark dialogue turns (`<|user|>`, `<|assistant|>`) and the end of 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -84,16 +83,6 @@ def load(path: Path) -> Tokenizer:
     except Exception as err:  # tokenizers raises its own Exception subclass for every parse failure
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserError(f"cannot read the tokenizer ({first})", where=str(path)) from None
-
-
-def special_id(tok: Tokenizer, token: str) -> int | None:
-    return tok.token_to_id(token)
-
-
-def kind_of(tok: Tokenizer) -> str:
-    """'byte' for the untrained byte tokenizer, 'bpe' for one with merges."""
-    merges = json.loads(tok.to_str())["model"].get("merges") or []
-    return "bpe" if merges else "byte"
 
 
 class StreamDecoder:

@@ -7,6 +7,7 @@ in the conversation.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,7 +18,6 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Header, Input, Label, Static
 
 from snnctl.errors import UserError
-from snnctl.lm.generate import Sampling
 from snnctl.lm.session import ChatSession
 
 HELP = (
@@ -203,7 +203,7 @@ class ChatApp(App[None]):
         kind = dict(SETTINGS)[name]
         try:
             parsed = kind(value)
-            candidate = Sampling(**{**self.session.sampling.__dict__, name: parsed}).check()
+            candidate = replace(self.session.sampling, **{name: parsed}).check()
         except ValueError:
             self.say("error", f"{name}: '{value}' is not a {kind.__name__}")
             return
