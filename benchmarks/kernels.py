@@ -10,6 +10,10 @@ benchmark write it:
 Every contender runs in a fresh subprocess: median wall time of `--repeats` runs after one warm-up,
 and peak memory as the growth of the process's maximum resident set over the runs.
 
+Also measured, in its own subprocess: the GEMM floor, the forward product plus the weight and bias
+gradients as bare float32 torch ops. Every contender must do that work, so the fastest peer's time
+over the floor bounds the speed-up any neuron kernel can reach with float32 GEMMs.
+
 Also measured: the neuron part alone (snnctl LIF fwd+bwd on a [T, B, N] current), and the bytes
 snnctl's layer keeps for backward, from autograd's saved-tensor hooks.
 
@@ -31,6 +35,7 @@ from common import emit
 
 CONTENDERS = ("snnctl", "snntorch", "spikingjelly", "norse")
 PEERS = CONTENDERS[1:]
+FLOOR = "gemm-floor"
 
 
 def build(name: str, n: int, steps: int, batch: int):
@@ -84,6 +89,17 @@ def build(name: str, n: int, steps: int, batch: int):
             fc.zero_grad(set_to_none=True)
             spikes, _ = lif(fc(x))
             spikes.sum().backward()
+
+    elif name == FLOOR:
+        # The work no contender can skip: the forward product and the weight and bias gradients
+        # (the input needs no gradient), as plain float32 torch ops with no neuron at all.
+        w, b = torch.rand(n, n), torch.rand(n)
+        rows, grad = x.reshape(steps * batch, n), torch.rand(steps * batch, n)
+
+        def run() -> None:
+            torch.addmm(b, rows, w.t())
+            grad.t() @ rows
+            grad.sum(0)
 
     else:
         raise ValueError(name)
@@ -184,6 +200,12 @@ def main() -> None:
             row["fastest_peer"] = fastest
             row["speedup_over_fastest_peer"] = peers[fastest]["median_ms"] / ours["median_ms"]
             row["peak_mem_vs_fastest_peer"] = ours["peak_mem_mb"] / max(peers[fastest]["peak_mem_mb"], 1e-9)
+        floor = subprocess_measure(FLOOR, n, args)
+        if floor:
+            row["gemm_floor_ms"] = floor["median_ms"]
+            row["snnctl_over_floor"] = ours["median_ms"] / floor["median_ms"] if ours else None
+            if peers:
+                row["speedup_bound_at_floor"] = peers[row["fastest_peer"]]["median_ms"] / floor["median_ms"]
         row["neuron_only"] = neuron_only(n, args.T, args.batch, max(args.repeats, 21))
         rows.append(row)
     speedups = [r["speedup_over_fastest_peer"] for r in rows if "speedup_over_fastest_peer" in r]
@@ -202,7 +224,9 @@ def main() -> None:
                           for k, v in r["contenders"].items() if v)
         print(f"N={r['n']}: {cells}; speedup over fastest peer ({r.get('fastest_peer')}): "
               f"{r.get('speedup_over_fastest_peer', float('nan')):.2f}x; neuron part "
-              f"{r['neuron_only']['neuron_steps_per_s'] / 1e9:.2f} G neuron-steps/s")
+              f"{r['neuron_only']['neuron_steps_per_s'] / 1e9:.2f} G neuron-steps/s; GEMM floor "
+              f"{r.get('gemm_floor_ms', float('nan')):.0f} ms, so at most "
+              f"{r.get('speedup_bound_at_floor', float('nan')):.2f}x over that peer")
     print(f"saved for backward: {report['saved_floats_per_neuron_step']:.2f} floats per neuron-step")
 
 
