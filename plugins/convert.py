@@ -38,8 +38,8 @@ def compile_target(name: str | None, converted: bool = False) -> Any:
         known = ", ".join(registry.entries("targets")) or "none installed yet"
         raise UserError(f"no compile target '{name}'", hint=f"installed targets: {known}; see `snnctl plugins`")
     if converted and name not in TAKES_CONVERTED:
-        raise UserError(f"the {name} target does not take converted SNNs yet (per-channel thresholds, rate-gated "
-                        "max pooling)", where="--target", hint=f"use --target {' or '.join(TAKES_CONVERTED)}")
+        raise UserError(f"the {name} target does not take converted SNNs (per-channel thresholds, subtractive "
+                        "reset)", where="--target", hint=f"use --target {' or '.join(TAKES_CONVERTED)}")
     return registry.load("targets", name)
 
 
@@ -93,7 +93,10 @@ def command(
 
       snnctl convert runs/digits-ann --dataset digits --T 8 --out runs/digits-converted
 
-      snnctl convert resnet18 --set stem_type=small --weights model.safetensors --dataset digits32
+      snnctl convert resnet18 --set stem_type=small --set in_channels=1 --set num_classes=10 --weights
+      model.safetensors --dataset digits
+
+      snnctl convert runs/resnet18-digits32 --dataset digits --T 16 --target loihi
 
       snnctl convert ./my-hf-resnet --dataset digits --method graded --T 2 --json
 
@@ -144,6 +147,10 @@ def command(
             "hybrid": bool(report.unsupported), "weights": source.weights, "report": report.as_dict(),
             "data": {"name": ds.name, **(source.data or {})} if ds is not None else None, "calibration": []}
     net.cpu()
+    if compile_fn is not None and ds is not None:
+        from snnctl.backends.targets import check_converted
+
+        check_converted(target, net, tuple(ds.x_test.shape[1:]))
     from snnctl.artifact import save_bundle
 
     save_bundle(out, net, B.manifest_for(net, source.record, info, metrics, source.parent))

@@ -204,7 +204,7 @@ def test_convert_cli_bad_input_exits_2_and_writes_nothing(cli, trained, tmp_path
         ((trained["snn"], "--dataset", "digits"), "already an SNN"),
         (("cnn", "--out", out), "add --dataset"),
         (("cnn", "--dataset", "digits", "--target", "nosuch", "--out", out), "no compile target 'nosuch'"),
-        (("cnn", "--dataset", "digits", "--target", "loihi", "--out", out), "does not take converted SNNs"),
+        (("cnn", "--dataset", "digits", "--target", "lava", "--out", out), "does not take converted SNNs"),
         (("nope",), "unknown model 'nope'"),
         (("cnn", "--dataset", "digits", "--method", "spiky", "--out", out), "unknown method"),
     ]:
@@ -383,3 +383,18 @@ def test_convert_target_onnx_runs_end_to_end_with_exact_spikes(cli, trained, tmp
     assert trip["accuracy"]["compiled"] == trip["accuracy"]["reference"]
     assert trip["step_max_abs_diff_random_state"] < 1e-5 and len(trip["layers"]) >= 2
     assert (out / "compiled-onnx" / "model.seq.onnx").is_file()
+
+
+def test_convert_target_loihi_runs_end_to_end_bit_exact_in_lava(cli, tmp_path):
+    """`snnctl convert cnn --target loihi`: thresholds folded into 8-bit weights, reset by subtraction on
+    Loihi's LIF, checked against PyTorch and, bit for bit, against lava fixed_pt."""
+    out = tmp_path / "cnn"
+    r = cli("convert", "cnn", "--set", "channels=[4, 8]", "--dataset", "digits", "--T", "4", "--out", out,
+            "--target", "loihi", "--json")
+    assert r.code == 0, r.err
+    trip = json.loads(r.out)["compiled"]["roundtrip"]
+    assert trip["lava_fixed_pt"]["bit_exact"] and trip["lava_fixed_pt"]["samples"] == 4
+    assert trip["float_graph"]["spike_agreement"] >= 0.999 and trip["network_files_identical"]
+    assert set(trip["accuracy"]) == {"reference", "compiled"}
+    assert (out / "compiled-loihi" / "loihi_graph.json").is_file()
+    assert (out / "compiled-loihi" / "loihi_weights.safetensors").is_file()

@@ -29,6 +29,7 @@ from snnctl.errors import UserError
 ADDS = {operator.add, operator.iadd, torch.add}
 TRANSPARENT = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
 INPUT = -1  # Edge.source for the network input
+PROBE_CHUNK = 1024
 
 
 @dataclass
@@ -263,11 +264,14 @@ def _edge(cone: _Cone, source: fx.Node, index: int, in_shape: tuple[int, ...], o
     if n_in * n_out > MAX_DENSE_ENTRIES:
         raise UserError(f"the synapse from {source.name} into {cone.target.name} composes to a {n_out}x{n_in} "
                         "dense matrix, too large", hint="put a neuron after each conv, or pool less")
-    eye = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *in_shape)
-    values = {s: v.expand(n_in, *v.shape[1:]) for s, v in zero.items()}
-    values[source] = eye
-    w = (cone.run(values) - cone.run(zero)).reshape(n_in, n_out).T.numpy().copy()
-    return Edge(index, "dense", w, in_shape, out_shape)
+    base = cone.run(zero).reshape(1, n_out)
+    columns = []
+    for start in range(0, n_in, PROBE_CHUNK):  # the identity pushed through in slices, to bound memory
+        rows = torch.eye(n_in, dtype=torch.float64)[start:start + PROBE_CHUNK].reshape(-1, *in_shape)
+        values = {s: v.expand(rows.shape[0], *v.shape[1:]) for s, v in zero.items()}
+        values[source] = rows
+        columns.append((cone.run(values).reshape(rows.shape[0], n_out) - base).T)
+    return Edge(index, "dense", torch.cat(columns, 1).numpy().copy(), in_shape, out_shape)
 
 
 def _fold(edge: Edge, theta_in: Tensor | None, inv_out: np.ndarray) -> None:

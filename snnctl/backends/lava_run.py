@@ -124,7 +124,7 @@ def _graph_processes(fixed: list[LD.FixedNode], flat: np.ndarray) -> tuple[Any, 
     lifs: list[Any] = []
     for f in fixed:
         node = f.node
-        lif = LIF(shape=(node.size,), du=f.du, dv=f.dv, vth=f.vth, bias_mant=0, bias_exp=0)
+        lif = LIF(shape=(node.size,), du=f.du, dv=f.dv, vth=f.vth, bias_mant=f.v_bias, bias_exp=0)
         for fe in f.edges:
             matrix = dense_of(fe.edge, fe.q.mant)
             if fe.edge.source == LD.INPUT:

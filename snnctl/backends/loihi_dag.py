@@ -5,8 +5,11 @@ Loihi's LIF resets its voltage to zero, so the membrane that must keep the remai
 current u instead, which is never reset:
 
     u <- sign(u) * ((|u| * 4095) >> 12) + (a_in << 6)          du = 0: an integrator (leaks 1/4096)
-    v <- sign(v) * (|v| >> 12) + u                              dv = 4095: v follows u
+    v <- sign(v) * (|v| >> 12) + u + 63                         dv = 4095: v follows u
     spike where v > vth << 6
+
+(the bias of 63 register units, under one input unit of 64, makes Loihi's `v > vth` fire where
+PyTorch's `h >= threshold` does: u moves in steps of 64)
 
 and each neuron inhibits itself through a one-to-one synapse of weight -vth, which arrives one step
 later and subtracts exactly one threshold from u: reset by subtraction. The constant drive per step
@@ -16,7 +19,8 @@ one on during the sample, one pulsing on its first step, so both integrate as th
 Scales: a value 1.0 (one threshold) is 64*S in the 24-bit registers, vth = S, and S has the form
 m * 2^e (m even, <= 254) so the self-inhibition is one 8-bit weight. Every synapse has its own weight
 exponent (8-bit mantissas, even for mixed signs); S is the largest value that keeps the threshold in
-17 bits, every exponent <= 7, the summed input in 16 bits and u in 24 bits on the given data.
+17 bits, the summed input in 16 bits and u in 24 bits on the given data. A weight beyond 254 * 2^7
+(folding a near-zero threshold can make one) is clipped and counted.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from snnctl.backends.loihi_fixed import (
 )
 
 MIN_EXP, MAX_EXP = -8, 7  # Loihi 2's weight exponent range
+AT_THRESHOLD = (1 << ACT_SHIFT) - 1  # v's bias: fire at h == threshold too
 
 
 @dataclass
@@ -90,6 +95,7 @@ class FixedNode:
     du: int
     dv: int
     inhibit: Quantised | None  # the self-inhibition weight (-S), spiking populations only
+    v_bias: int = 0  # Loihi's bias_mant (exp 0), added to v every step
 
     def to_float(self, values: np.ndarray) -> np.ndarray:
         return values / (64.0 * self.scale)
@@ -108,10 +114,6 @@ def quantise(nodes: list[Node], max_in: list[float], max_h: list[float], q_in: f
         inhibition = 0.0 if node.readout else 1.0  # the self-inhibition adds one threshold to the input
         limits = [MARGIN * A_IN_MAX / max(max_in[k] + inhibition, 1e-9),
                   MARGIN * (UV_MAX - 1) / (64.0 * (max_h[k] + 1.0))]
-        for e in node.edges:
-            w = float(np.abs(e.weight).max(initial=0.0)) / (q_in if e.source == INPUT else 1.0)
-            if w > 0:
-                limits.append(W_MAX * 2 ** MAX_EXP / w)
         if not node.readout:
             limits.append(VTH_MAX)
         S = _even_power_form(min(limits)) if not node.readout else min(limits)
@@ -124,7 +126,8 @@ def quantise(nodes: list[Node], max_in: list[float], max_h: list[float], q_in: f
             raise AssertionError("self-inhibition weight must equal the threshold exactly")
         fixed.append(FixedNode(node, edges, quantise_values(node.bias * S, 0), quantise_values(node.v0 * S, 0), S,
                                vth=VTH_MAX if node.readout else int(S), du=DECAY_UNITY - 1 if node.readout else 0,
-                               dv=0 if node.readout else DECAY_UNITY - 1, inhibit=inhibit))
+                               dv=0 if node.readout else DECAY_UNITY - 1, inhibit=inhibit,
+                               v_bias=0 if node.readout else AT_THRESHOLD))
     return fixed
 
 
@@ -159,7 +162,7 @@ def simulate(fixed: list[FixedNode], seq_int: np.ndarray) -> FixedRun:
                 a += last[k] * int(f.inhibit.values[0])
             overflow[k] += int(np.count_nonzero(np.abs(a) > A_IN_MAX))
             u[k] = wrap24(decay(u[k], f.du + 1) + (a << ACT_SHIFT))
-            v[k] = np.clip(decay(v[k], f.dv) + u[k], -UV_MAX + 1, UV_MAX - 1)
+            v[k] = np.clip(decay(v[k], f.dv) + u[k] + f.v_bias, -UV_MAX + 1, UV_MAX - 1)
             s = v[k] > (f.vth << VTH_SHIFT)
             v[k][s] = 0
             if f.node.readout:

@@ -71,6 +71,10 @@ def _spike_run(pops: list[Population], spikes: list[np.ndarray], outputs: np.nda
 
 def compile_and_check(bundle: Any, out: Path, options: Any, inputs: Any, T: int, fixed: bool,
                       ) -> tuple[dict, dict, dict]:
+    if bundle.manifest["kind"] == "converted":
+        from snnctl.backends import loihi_graph
+
+        return loihi_graph.compile_and_check(bundle, out, options, inputs, T)
     pops, seq, reference = _chain(bundle, options, inputs, T)
     if fixed:
         return _loihi(pops, seq, reference, bundle, out, options, inputs, T)

@@ -60,8 +60,17 @@ class Inputs:
     source: str
 
 
-# Targets that take converted SNNs (threshold-scaled IF/graded neurons, rate-gated max pooling) too.
-TAKES_CONVERTED = ("onnx",)
+# Targets that take converted SNNs (threshold-scaled IF/graded neurons, rate-gated max pooling) too;
+# loihi takes those without max pooling or graded spikes, and says so by layer name.
+TAKES_CONVERTED = ("onnx", "loihi")
+
+
+def check_converted(target: str, model: torch.nn.Module, input_shape: tuple[int, ...]) -> None:
+    """Refuse a converted SNN the target cannot map, naming the layer, before anything is written."""
+    if target == "loihi":
+        from snnctl.backends import dag
+
+        dag.lower(model, input_shape)
 
 
 def spiking_bundle(path: Path, target: str) -> Bundle:
