@@ -14,7 +14,7 @@ chain of linear ops) is composed into one dense matrix by pushing the identity t
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -75,7 +75,6 @@ class Node:
     v0: np.ndarray
     readout: bool = False
     depth: int = 1
-    sources: list[int] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -202,38 +201,44 @@ def lower(model: nn.Module, input_shape: tuple[int, ...]) -> list[Node]:
     targets.append((output.args[0], None, "readout"))
     thetas = [modules[str(n.target)].theta for n in pop_nodes]
     nodes: list[Node] = []
-    for into, neuron, name in targets:
-        out_shape = shapes[into]
-        cone = _Cone(gm, into, is_source)
-        zero = {s: torch.zeros(1, *shapes[s], dtype=torch.float64) for s in cone.sources}
-        with torch.no_grad():
-            gm.double()
-            bias = cone.run(zero).reshape(-1).numpy().copy()
-            edges = [_edge(cone, s, idx, shapes[s], out_shape, zero) for s, idx in cone.sources.items()]
-            gm.float()
-        inv = 1.0 / _per_neuron(neuron.theta, out_shape) if neuron is not None else np.ones(int(np.prod(out_shape)))
-        scale = model.readout_scale if neuron is None and model.readout_scale is not None else None
-        if scale is not None:
-            inv = inv * _per_neuron(scale, out_shape)
-        for e in edges:
-            _fold(e, thetas[e.source] if e.source != INPUT else None, inv)
-        if neuron is None:
-            v0 = np.zeros_like(bias)
-            bias = bias * inv
-        else:
-            bias = bias * inv + _per_neuron(neuron.shift, out_shape)
-            v0 = float(neuron.neuron.decay) * _per_neuron(neuron.v0, out_shape)
-        edges.sort(key=lambda e: e.source)
-        sources = [e.source for e in edges]
-        depth = 1 + max((nodes[s].depth for s in sources if s != INPUT), default=0)
-        nodes.append(Node(name, tuple(out_shape), edges, bias, v0, readout=neuron is None, depth=depth,
-                          sources=sources))
+    gm.double()  # probe the linear maps in float64; restored below
+    try:
+        for into, neuron, name in targets:
+            nodes.append(_node(model, gm, into, neuron, name, shapes, is_source, thetas, nodes))
+    finally:
+        gm.float()
     for node in nodes:
         for e in node.edges:
             if e.source == INPUT and node.depth != 1:
                 raise UserError(f"layer {node.name} takes the network input and deeper layers at once",
                                 hint="Loihi's input is delivered once, to the first layer")
     return nodes
+
+
+def _node(model: nn.Module, gm: fx.GraphModule, into: fx.Node, neuron: Converted | None, name: str,
+          shapes: dict[fx.Node, tuple[int, ...]], is_source: dict[fx.Node, int], thetas: list[Tensor],
+          earlier: list[Node]) -> Node:
+    """The population (or readout) fed by `into`, its synapses found and theta folded in."""
+    out_shape = shapes[into]
+    cone = _Cone(gm, into, is_source)
+    zero = {s: torch.zeros(1, *shapes[s], dtype=torch.float64) for s in cone.sources}
+    with torch.no_grad():
+        bias = cone.run(zero).reshape(-1).numpy().copy()
+        edges = [_edge(cone, s, idx, shapes[s], out_shape, zero) for s, idx in cone.sources.items()]
+    inv = 1.0 / _per_neuron(neuron.theta, out_shape) if neuron is not None else np.ones(int(np.prod(out_shape)))
+    if neuron is None and model.readout_scale is not None:
+        inv = inv * _per_neuron(model.readout_scale, out_shape)
+    for e in edges:
+        _fold(e, thetas[e.source] if e.source != INPUT else None, inv)
+    if neuron is None:
+        v0 = np.zeros_like(bias)
+        bias = bias * inv
+    else:
+        bias = bias * inv + _per_neuron(neuron.shift, out_shape)
+        v0 = float(neuron.neuron.decay) * _per_neuron(neuron.v0, out_shape)
+    edges.sort(key=lambda e: e.source)
+    depth = 1 + max((earlier[e.source].depth for e in edges if e.source != INPUT), default=0)
+    return Node(name, tuple(out_shape), edges, bias, v0, readout=neuron is None, depth=depth)
 
 
 def _shapes(model: nn.Module, gm: fx.GraphModule, input_shape: tuple[int, ...]) -> dict[fx.Node, tuple[int, ...]]:
@@ -323,8 +328,3 @@ def float_run(nodes: list[Node], seq: Tensor) -> tuple[list[Tensor], Tensor, lis
             spikes[k].append(s)
             now.append(s)
     return [torch.stack(s) for s in spikes], torch.stack(outputs), max_in, max_h
-
-
-def synapse_count(node: Node) -> int:
-    return sum(e.synapses() for e in node.edges)
-

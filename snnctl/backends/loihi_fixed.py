@@ -97,6 +97,25 @@ def input_scale(seq: torch.Tensor, bits: int) -> float:
     return float(2 ** math.floor(math.log2(((1 << bits) - 1) / peak)))
 
 
+def input_messages(seq: torch.Tensor, q: float) -> np.ndarray:
+    """The input as Loihi's graded messages: round(x * Q), which must fit 24 bits."""
+    from snnctl.errors import UserError
+
+    seq_int = np.rint(seq.numpy() * q).astype(np.int64)
+    if np.abs(seq_int).max() >= 1 << 23:
+        raise UserError("input values are too large for 24-bit input messages", hint="normalise the inputs")
+    return seq_int
+
+
+def saturation_warnings(names: list[str], clipped: dict[str, int], overflow: list[int], mismatch: float,
+                        why: str) -> list[str]:
+    """One warning per layer whose weights were clipped (`why`) or whose summed input left 16 bits."""
+    found = [f"layer {name}: {n} weights clipped {why}; spike mismatch against the PyTorch SNN over all "
+             f"layers is {mismatch:.4f}" for name, n in clipped.items()]
+    return found + [f"layer {name}: synaptic input left 16 bits {n} times (lava's a_in is int16)"
+                    for name, n in zip(names, overflow, strict=True) if n]
+
+
 def quantise(pops: list[Population], acts: list[Activity], q_in: float, weight_percentile: float = 100.0,
              ) -> list[FixedPopulation]:
     fixed = []

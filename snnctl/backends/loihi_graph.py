@@ -25,7 +25,7 @@ from safetensors.numpy import save as save_numpy
 from snnctl.artifact import write_atomic
 from snnctl.backends import dag, lava_run
 from snnctl.backends import loihi_dag as LD
-from snnctl.backends.loihi_fixed import input_scale
+from snnctl.backends.loihi_fixed import input_messages, input_scale, saturation_warnings
 from snnctl.backends.loihi_target import LOIHI2
 from snnctl.backends.roundtrip import Run, compare, encoded, run_torch
 from snnctl.errors import UserError
@@ -55,9 +55,7 @@ def compile_and_check(bundle: Any, out: Path, options: Any, inputs: Any, T: int)
         name, n = next(iter(clipped.items()))
         raise UserError(f"layer {name}: {n} weights exceed 8 bits x 2^7 after folding the thresholds in",
                         hint="drop --strict to accept the clipping")
-    seq_int = np.rint(seq.numpy() * q).astype(np.int64)
-    if np.abs(seq_int).max() >= 1 << 23:
-        raise UserError("input values are too large for 24-bit input messages", hint="normalise the inputs")
+    seq_int = input_messages(seq, q)
     sim = LD.simulate(fixed, seq_int)
     report = compare(reference, _run(nodes, sim.spikes, LD.readout_steps(fixed, sim.readout_v), T), inputs.labels,
                      model.readout_delay)
@@ -67,12 +65,8 @@ def compile_and_check(bundle: Any, out: Path, options: Any, inputs: Any, T: int)
                          "self-inhibition -vth; thresholds folded into the weights",
                   float_graph={"spike_agreement": lowering["spike_agreement"],
                                "output_max_abs_diff": lowering["output_max_abs_diff"]})
-    for name, n in clipped.items():
-        options.warnings.append(f"layer {name}: {n} weights clipped (a tiny threshold folded into them); spike "
-                                f"mismatch against the PyTorch SNN over all layers is {report['spike_mismatch']:.4f}")
-    for f, n in zip(fixed, sim.overflow, strict=True):
-        if n:
-            options.warnings.append(f"layer {f.node.name}: summed input left 16 bits {n} times (lava's a_in is int16)")
+    options.warnings += saturation_warnings([f.node.name for f in fixed], clipped, sim.overflow,
+                                            report["spike_mismatch"], "(a tiny threshold folded into them)")
 
     write_network(out, fixed, T, q)
     again = LD.simulate(read_network(out), seq_int)

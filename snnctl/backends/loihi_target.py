@@ -90,20 +90,13 @@ def _loihi(pops, seq, reference, bundle, out, options, inputs, T) -> tuple[dict,
         name, n = next(iter(clipped.items()))
         raise UserError(f"layer {name}: {n} weights saturate 8 bits at weight percentile {options.weight_percentile}",
                         hint="drop --strict to accept the clipping, or use --weight-percentile 100")
-    seq_int = np.rint(seq.numpy() * q).astype(np.int64)
-    if np.abs(seq_int).max() >= 1 << 23:
-        raise UserError("input values are too large for 24-bit input messages", hint="normalise the inputs")
+    seq_int = LF.input_messages(seq, q)
     sim = LF.simulate(fixed, seq_int)
     compiled = _spike_run(pops, sim.spikes, LF.readout_steps(fixed, sim.readout_v))
     report = compare(reference, compiled, inputs.labels, bundle.model.readout_delay)
     report.update(inputs=inputs.source, compared_with="snnctl's bit-accurate Loihi 2 fixed-point simulation")
-    mismatch = report["spike_mismatch"]
-    for name, n in clipped.items():
-        options.warnings.append(f"layer {name}: {n} weights clipped to 8 bits; spike mismatch against the float "
-                                f"SNN over all layers is {mismatch:.4f}")
-    for f, n in zip(fixed, sim.overflow, strict=False):
-        if n:
-            options.warnings.append(f"layer {f.pop.name}: synaptic input left 16 bits {n} times (lava's a_in is int16)")
+    options.warnings += LF.saturation_warnings([p.name for p in pops], clipped, sim.overflow,
+                                               report["spike_mismatch"], "to 8 bits")
 
     path = out / "model.net"
     netx.write(path, fixed, T)
