@@ -14,7 +14,6 @@ chains of CUBA layers, and this graph has residual synapses, delays and self-inh
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from snnctl.artifact import write_atomic
 from snnctl.backends import dag, lava_run
 from snnctl.backends import loihi_dag as LD
 from snnctl.backends.loihi_fixed import input_messages, input_scale, saturation_warnings
-from snnctl.backends.loihi_target import LOIHI2
+from snnctl.backends.loihi_target import summarise_resources
 from snnctl.backends.roundtrip import Run, compare, encoded, run_torch
 from snnctl.errors import UserError
 
@@ -108,17 +107,12 @@ def _lava(fixed: list[LD.FixedNode], seq_int: np.ndarray, sim: LD.FixedRun, opti
 def resources(fixed: list[LD.FixedNode]) -> dict[str, Any]:
     """Neurons and synapses per population (self-inhibition and control synapses included), and the
     cores they need at least, from Loihi 2 chip totals."""
-    layers = []
+    counts = []
     for f in fixed:
-        node = f.node
         syn = sum(e.edge.synapses() for e in f.edges) + int(np.count_nonzero(f.bias.mant))
-        syn += int(np.count_nonzero(f.v0.mant)) + (node.size if f.inhibit is not None else 0)
-        cores = max(math.ceil(node.size / LOIHI2["neurons_per_core"]), math.ceil(syn / LOIHI2["synapses_per_core"]), 1)
-        layers.append({"layer": node.name, "neurons": node.size, "synapses": syn, "cores": cores})
-    cores = sum(x["cores"] for x in layers)
-    return {"neurons": sum(x["neurons"] for x in layers), "synapses": sum(x["synapses"] for x in layers),
-            "cores": cores, "chips": math.ceil(cores / LOIHI2["cores_per_chip"]), "layers": layers,
-            "limits": LOIHI2, "note": "lower bound from Loihi 2 chip totals per core; one population per core group"}
+        syn += int(np.count_nonzero(f.v0.mant)) + (f.node.size if f.inhibit is not None else 0)
+        counts.append((f.node.name, f.node.size, syn))
+    return summarise_resources(counts)
 
 
 def write_network(out: Path, fixed: list[LD.FixedNode], T: int, q_in: float) -> None:

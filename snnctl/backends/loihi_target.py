@@ -42,11 +42,14 @@ def synapse_count(p: Population) -> int:
 
 
 def resources(pops: list[Population]) -> dict[str, Any]:
-    layers = []
-    for p in pops:
-        syn = synapse_count(p)
-        cores = max(math.ceil(p.size / LOIHI2["neurons_per_core"]), math.ceil(syn / LOIHI2["synapses_per_core"]), 1)
-        layers.append({"layer": p.name, "neurons": p.size, "synapses": syn, "cores": cores})
+    return summarise_resources([(p.name, p.size, synapse_count(p)) for p in pops])
+
+
+def summarise_resources(counts: list[tuple[str, int, int]]) -> dict[str, Any]:
+    """Per layer (name, neurons, synapses): the cores each needs at least and the totals."""
+    layers = [{"layer": name, "neurons": neurons, "synapses": syn,
+               "cores": max(math.ceil(neurons / LOIHI2["neurons_per_core"]),
+                            math.ceil(syn / LOIHI2["synapses_per_core"]), 1)} for name, neurons, syn in counts]
     total_cores = sum(layer["cores"] for layer in layers)
     return {"neurons": sum(x["neurons"] for x in layers), "synapses": sum(x["synapses"] for x in layers),
             "cores": total_cores, "chips": math.ceil(total_cores / LOIHI2["cores_per_chip"]), "layers": layers,
