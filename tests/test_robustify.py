@@ -88,3 +88,38 @@ def test_logic_gated_refuses_layers_and_anns_by_name(cli, trained, tmp_path: Pat
     result = cli("robustify", trained["snn"], "--dataset", "digits", "--out", out)
     assert result.code == 2 and "needs binary inputs" in result.err
     assert not out.exists()
+
+
+def test_bitflip_reference_scores_are_the_flip_likelihood_by_hand() -> None:
+    """One example per class: the score of a class is log mean_p p^h (1-p)^(D-h), h its Hamming distance."""
+    import math
+
+    import torch
+
+    from snnctl.data import Dataset
+    from snnctl.robust.reference import BitflipReference
+
+    zeros, ones = torch.zeros(8), torch.ones(8)
+    ds = Dataset("toy", torch.stack([zeros, ones]), torch.tensor([0, 1]), zeros[None], torch.tensor([0]), 2)
+    ref = BitflipReference(ds, grid=4)
+    x = torch.tensor([[1.0, 1, 0, 0, 0, 0, 0, 0], [1.0, 1, 1, 1, 1, 1, 0, 1]])
+    ps = [0.0625, 0.1875, 0.3125, 0.4375]
+
+    def by_hand(h: int) -> float:
+        return math.log(sum(p**h * (1 - p) ** (8 - h) for p in ps) / len(ps))
+
+    expected = torch.tensor([[by_hand(2), by_hand(6)], [by_hand(7), by_hand(1)]])
+    assert torch.allclose(ref(x), expected, atol=1e-5)
+    assert ref(x).argmax(1).tolist() == [0, 1]
+
+
+def test_bitflip_reference_reads_clean_digits_and_is_at_chance_at_half() -> None:
+    from snnctl.data import load_dataset
+    from snnctl.robust.evaluate import chance_level, noise_curve
+    from snnctl.robust.noise import NOISE_MODELS
+    from snnctl.robust.reference import BitflipReference
+
+    ds = load_dataset("digits", test_fraction=0.2, split_seed=0, binarize=True)
+    clean, half = noise_curve(BitflipReference(ds), ds, NOISE_MODELS["bitflip"], [0.0, 0.5], repeats=3)
+    assert clean["accuracy"] > 0.9
+    assert abs(half["accuracy"] - chance_level(ds)) <= half["ci95"] + 0.02
