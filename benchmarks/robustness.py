@@ -105,8 +105,7 @@ def main() -> int:
     acc = {label: mean_curve(curves) for label, curves in per_seed.items()}
     acc[REFERENCE] = [r["accuracy"] for r in reference]
     chance = chance_level(ds)
-    samples = args.repeats * len(ds.y_test)
-    ci95 = [1.96 * (a * (1 - a) / (samples * args.seeds)) ** 0.5 for a in acc["noise-trained ANN"]]
+    samples = args.repeats * len(ds.y_test) * args.seeds  # per model curve point (the reference: one seed)
 
     robust, noisy_ann, plain, snn = acc["robust LG SNN"], acc["noise-trained ANN"], acc["plain ANN"], acc["float SNN"]
     half = LEVELS.index(0.5)
@@ -118,14 +117,16 @@ def main() -> int:
         "clean_within_2_points_of_float_snn": snn[0] - robust[0] <= 0.02,
         "at_least_noise_trained_ann_at_every_level_below_0.5": all(robust[i] >= noisy_ann[i] for i in range(half)),
         "above_plain_ann_at_every_level_0.05_to_0.45": all(robust[i] > plain[i] for i in range(1, half)),
-        "chance_at_0.5_for_every_model": all(abs(acc[k][half] - chance) <= 0.02 for k in acc),
+        "chance_at_0.5_for_every_model": all(
+            abs(acc[k][half] - chance) <= 1.96 * (chance * (1 - chance) / samples) ** 0.5 + 0.01 for k in acc
+        ),
     }
     result = {
         "benchmark": "bit-flip robustness on binarised digits, MLP 64-256-256-10",
         "machine": {"threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
         "noise_range": args.noise, "robustify_epochs": args.epochs, "seeds": args.seeds, "repeats": args.repeats,
         "test_samples": len(ds.y_test), "chance": chance, "wall_s": wall, "sizes_bytes": sizes,
-        "levels": LEVELS, "accuracy": acc, "ci95_of_mean_noise_trained_ann": ci95,
+        "levels": LEVELS, "accuracy": acc,
         "accuracy_per_seed": per_seed,
         "gap_lg_snn_minus_noise_ann": {
             "mean": mean_curve(gaps), "min": [min(g) for g in zip(*gaps, strict=True)],
