@@ -75,6 +75,11 @@ def mean_curve(curves: list[list[float]]) -> list[float]:
     return [sum(values) / len(values) for values in zip(*curves, strict=True)]
 
 
+def seed_gaps(model: list[list[float]], peer: list[list[float]]) -> list[list[float]]:
+    """model - peer at every level, seed by seed."""
+    return [[m - p for m, p in zip(ms, ps, strict=True)] for ms, ps in zip(model, peer, strict=True)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=100, help="robustify fine-tuning epochs")
@@ -109,10 +114,8 @@ def main() -> int:
 
     robust, noisy_ann, plain, snn = acc["robust LG SNN"], acc["noise-trained ANN"], acc["plain ANN"], acc["float SNN"]
     half = LEVELS.index(0.5)
-    gaps = [[r - a for r, a in zip(lg, ann, strict=True)]
-            for lg, ann in zip(per_seed["robust LG SNN"], per_seed["noise-trained ANN"], strict=True)]
-    float_gaps = [[r - a for r, a in zip(fs, ann, strict=True)]
-                  for fs, ann in zip(per_seed["robust float SNN"], per_seed["noise-trained ANN"], strict=True)]
+    gaps = seed_gaps(per_seed["robust LG SNN"], per_seed["noise-trained ANN"])
+    float_gaps = seed_gaps(per_seed["robust float SNN"], per_seed["noise-trained ANN"])
     checks = {
         "clean_within_2_points_of_float_snn": snn[0] - robust[0] <= 0.02,
         "at_least_noise_trained_ann_at_every_level_below_0.5": all(robust[i] >= noisy_ann[i] for i in range(half)),
