@@ -30,12 +30,10 @@ from common import emit
 
 from snnctl.artifact import load_bundle
 from snnctl.config import load_recipe
-from snnctl.conversion import calibrate as K
 from snnctl.conversion import convert as C
 from snnctl.conversion.bundle import calibration_split
 from snnctl.data import load_as_recorded
 from snnctl.training.trainer import train
-from snnctl.zoo import Network
 
 TS = (1, 2, 4, 8, 16, 32)
 SAMPLES = 512
@@ -50,30 +48,27 @@ MODELS: dict[str, tuple[str, list[str], str]] = {
 }
 
 
-def ours(ann_path: Path, ds: Any, calib: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
-    source_body = load_bundle(ann_path).model.body
-    started = time.perf_counter()
-    converted, report = C.convert(source_body, C.Options(), calib[0])
-    convert_s = time.perf_counter() - started
-    gm = copy.deepcopy(converted)
-    net = Network(gm, kind="converted", T=8)
+def ours(ann_path: Path, dataset: str, runs: Path) -> dict[str, Any]:
+    """snnctl's own pipelines, as `snnctl convert` and `snnctl calibrate` run them."""
+    from snnctl.conversion import pipeline as P
+
+    converted = P.convert_model(P.ConvertJob(model=str(ann_path), dataset=dataset, samples=SAMPLES,
+                                             options=C.Options(T=8), out=runs / "converted"))
+    m = converted.metrics
     result: dict[str, Any] = {
-        "ann_acc_after_folding": C.ann_accuracy(gm, ds.x_test, ds.y_test),
-        "convert_s": round(convert_s, 2),
-        "report": {k: len(v) for k, v in report.as_dict().items()},
-        "rate": C.accuracy_by_T(net, ds.x_test, ds.y_test, TS),
-        "calibrated": {},
+        "ann_acc_after_folding": m["ann_acc"], "convert_s": round(m["convert_s"], 2),
+        "report": {k: len(v) for k, v in converted.report.as_dict().items()},
+        "rate": {int(k): v for k, v in m["acc_by_T"].items()}, "calibrated": {},
     }
-    data = K.Data(calib[0], calib[1], ds.x_test, ds.y_test)
     for T in TS:
-        net = Network(copy.deepcopy(converted), kind="converted", T=T)
         started = time.perf_counter()
-        stages = [K.run_stage(s, net, data) for s in K.DEFAULT_STAGES]
+        job = P.CalibrateJob(bundle=converted.out, dataset=dataset, samples=SAMPLES, T=T, out=runs / f"cal-T{T}")
+        cal = P.calibrate_bundle(P.plan_calibration(job))
         result["calibrated"][T] = {
-            "acc": K.accuracy_at(net, ds.x_test, ds.y_test),
+            "acc": cal.metrics["test_acc"],
             "calibrate_s": round(time.perf_counter() - started, 2),
-            "stages": [{k: s[k] for k in ("stage", "acc_before", "acc_after", "kept")} for s in stages],
-            "acc_by_T": C.accuracy_by_T(net, ds.x_test, ds.y_test, TS, net.readout_delay / T),
+            "stages": [{k: s[k] for k in ("stage", "acc_before", "acc_after", "kept")} for s in cal.stages],
+            "acc_by_T": {int(k): v for k, v in cal.metrics["acc_by_T"].items()},
         }
     return result
 
@@ -140,7 +135,7 @@ def main() -> None:
         ds = load_as_recorded(dataset, bundle.manifest["recipe"]["data"])
         calib = calibration_split(ds, SAMPLES)
         entry: dict[str, Any] = {"ann_acc": bundle.manifest["metrics"]["test_acc"], "train_s": round(train_s, 1)}
-        entry["snnctl"] = ours(out, ds, calib)
+        entry["snnctl"] = ours(out, dataset, args.runs / name)
         for recipe_sj in ("rate", "ltb"):
             try:
                 entry[f"spikingjelly_{recipe_sj}"] = spikingjelly(bundle.model.body, ds, calib[0], recipe_sj)

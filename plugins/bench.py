@@ -47,41 +47,6 @@ ROWS: list[tuple[str, Any]] = [
 ]
 
 
-def plan_noise(levels: str, model: str | None, ds: Any) -> tuple[Any, list[float]]:
-    from snnctl.robust.noise import noise_model as find
-    from snnctl.robust.noise import parse_levels
-
-    parsed = parse_levels(levels)
-    if model is None:
-        binary = bool(((ds.x_test == 0) | (ds.x_test == 1)).all())
-        model = "bitflip" if binary else "salt_pepper"
-    return find(model), parsed
-
-
-def noise_report(bundles: list, datasets: list, plan: tuple[Any, list[float]], repeats: int, out: Path) -> dict:
-    """Accuracy against noise for each bundle (same draws), written to OUT/noise.json and noise.png."""
-    import json
-
-    from snnctl.artifact import write_atomic
-    from snnctl.robust.evaluate import chance_level, curve_table, noise_curve, plot_curves
-
-    noise, levels = plan
-    curves = {}
-    for role, b, ds in zip(("model", "baseline"), bundles, datasets, strict=False):
-        ui.err.print(f"[dim]noise curve of {b.path} ({noise.name}) ...[/dim]")
-        name = Path(b.path).name
-        curves[name if name not in curves else f"{name} ({role})"] = noise_curve(
-            b.model, ds, noise, levels, repeats=repeats
-        )
-    chance = chance_level(datasets[0])
-    out.mkdir(parents=True, exist_ok=True)
-    result = {"noise_model": noise.name, "repeats": repeats, "chance": chance, "curves": curves,
-              "table": curve_table(curves), "plot": str(out / "noise.png"), "json": str(out / "noise.json")}
-    plot_curves(curves, noise.name, chance, out / "noise.png")
-    write_atomic(out / "noise.json", (json.dumps(result, indent=2) + "\n").encode())
-    return result
-
-
 def print_noise(console: Any, result: dict) -> None:
     names = list(result["curves"])
     table = Table(title=f"Accuracy against {result['noise_model']} noise ({result['repeats']} draws per level)")
@@ -128,27 +93,26 @@ def command(
 
       snnctl bench runs/robust --dataset digits --baseline runs/digits-bin-ann --noise 0,0.1,0.2,0.3,0.4,0.5
     """
-    from snnctl.artifact import load_bundle
-    from snnctl.metrics import energy
-    from snnctl.metrics.bench import bench_bundle, dataset_for
+    from snnctl.metrics import pipeline as P
 
     run_device = config.prepare_runtime(device, kernel)
-    bundles = [load_bundle(bundle)] + ([load_bundle(baseline)] if baseline else [])
-    datasets = [dataset_for(b, dataset) for b in bundles]  # every input checked before any work
-    noise_plan = plan_noise(noise, noise_model, datasets[0]) if noise else None
-    results = []
-    for b, ds in zip(bundles, datasets, strict=True):
-        ui.err.print(f"[dim]benchmarking {b.path} ...[/dim]")
-        results.append(
-            bench_bundle(b, ds, device=run_device, latency_samples=latency_samples, batch_size=batch_size)
-        )
-    report: dict[str, Any] = {"model": results[0], "baseline": results[1] if baseline else None,
-                              "energy_constants": energy.describe()}
-    if noise_plan is not None:
-        report["noise"] = noise_report(bundles, datasets, noise_plan, noise_repeats, out or bundle)
+    job = P.BenchJob(bundle=bundle, dataset=dataset, baseline=baseline, latency_samples=latency_samples,
+                     batch_size=batch_size, device=run_device, noise=noise, noise_model=noise_model,
+                     noise_repeats=noise_repeats, out=out)
+    plan = P.plan_bench(job)  # every input checked before any work
+    report = P.run_bench(plan, on_start=lambda what: ui.err.print(f"[dim]{what}[/dim]"))
     if json_out:
         ui.print_json(report)
         return
+    print_report(ui.out(json_out), report, dataset, run_device)
+
+
+def print_report(console: Any, report: dict[str, Any], dataset: str, device: str) -> None:
+    """The metric table (with ratios against the baseline), firing rates per layer, noise, energy note."""
+    from snnctl.metrics import energy
+
+    results = [r for r in (report["model"], report["baseline"]) if r is not None]
+    baseline = len(results) > 1
     table = Table(title=f"snnctl bench on {dataset} (test split, {results[0]['test_samples']} samples)")
     table.add_column("metric")
     for r in results:
@@ -163,7 +127,6 @@ def command(
             numeric = isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool)
             row.append(f"{a / b:.3g}x" if numeric and b else "-")
         table.add_row(*row)
-    console = ui.out(json_out)
     console.print(table)
     if results[0]["layers"]:
         layers = Table(title="Firing rate per spiking layer")
@@ -172,11 +135,11 @@ def command(
         for layer in results[0]["layers"]:
             layers.add_row(layer["layer"], str(layer["neurons"]), f"{layer['firing_rate']:.4f}")
         console.print(layers)
-    if noise_plan is not None:
+    if "noise" in report:
         print_noise(console, report["noise"])
     c = energy.CONSTANTS
     console.print(
         f"Energy is an ESTIMATE, not a measurement: e_mac={c.e_mac_pj} pJ, e_ac={c.e_ac_pj} pJ, "
         f"e_mem={c.e_mem_pj} pJ per 32-bit access ({c.source}). {energy.FORMULA}. "
-        f"Latency on {run_device}, {results[0]['threads']} threads."
+        f"Latency on {device}, {results[0]['threads']} threads."
     )

@@ -24,6 +24,15 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
+def default_out(bundle: Path, target: str) -> Path:
+    """BUNDLE-TARGET beside the bundle; `.` or `..` name the folder they resolve to."""
+    source = bundle.resolve()
+    if not source.name:
+        raise UserError("cannot name the output folder after the file system root", where=str(bundle),
+                        hint="pass --out")
+    return source.with_name(f"{source.name}-{target}")
+
+
 def list_targets(json_out: bool) -> None:
     entries = registry.entries("targets")
     if json_out:
@@ -80,44 +89,49 @@ def command(
       snnctl compile runs/digits-snn --target onnx --dataset digits --json
     """
     if list_only:
-        list_targets(json_out)
-        return
+        return list_targets(json_out)
     if bundle is None or target is None:
         raise UserError("give a BUNDLE and --target", hint="see `snnctl compile --list` for the targets")
-    if target not in registry.entries("targets"):
-        known = ", ".join(registry.entries("targets")) or "none"
-        raise UserError(f"unknown compile target '{target}'", hint=f"installed: {known}")
+    from snnctl.backends.targets import CompileOptions, find_target
+
+    compile_fn = find_target(target)
     if reset not in (None, "zero"):
         raise UserError(f"--reset takes only 'zero', got '{reset}'")
-    from snnctl.backends.targets import CompileOptions
-
     options = CompileOptions(dt=dt, discretisation=discretisation, reset=reset, dataset=dataset, samples=samples,
                              T=T, input_shape=parse_shape(input_shape), strict=strict, input_bits=input_bits,
                              weight_percentile=weight_percentile, lava_samples=lava_samples)
-    destination = out or bundle.with_name(f"{bundle.name}-{target}")
-    compile_fn = registry.load("targets", target)
+    destination = out or default_out(bundle, target)
     with ui.out(json_out).status(f"Compiling for {target} and running the round trip..."):
         summary = compile_fn(bundle, destination, options)
-    if json_out:
-        ui.print_json(summary)
-        return
-    print_summary(summary)
+    ui.print_json(summary) if json_out else print_summary(summary)
+
+
+def roundtrip_table(rt: dict[str, Any]) -> Table:
+    """Per-layer spike mismatch; a key a (third-party) target does not report is left blank."""
+    samples, T = rt.get("samples", "?"), rt.get("T", "?")
+    table = Table(title=f"Round trip: {rt.get('compared_with', '')} vs PyTorch SNN ({samples} x T={T})")
+    for col in ("layer", "spike mismatch", "rate PyTorch", "rate compiled"):
+        table.add_column(col, justify="right" if col != "layer" else "left")
+    for layer in rt.get("layers") or []:
+        if layer.get("mismatch") is None:
+            table.add_row(str(layer.get("layer", "?")), "not recorded", "", "")
+            continue
+        table.add_row(str(layer.get("layer", "?")), f"{layer['mismatch']:.4%}",
+                      _number(layer.get("rate_reference")), _number(layer.get("rate_compiled")))
+    return table
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else ""
 
 
 def print_summary(summary: dict[str, Any]) -> None:
     console = ui.out(False)
-    rt = summary["roundtrip"]
-    table = Table(title=f"Round trip: {rt.get('compared_with', '')} vs PyTorch SNN ({rt['samples']} x T={rt['T']})")
-    for col in ("layer", "spike mismatch", "rate PyTorch", "rate compiled"):
-        table.add_column(col, justify="right" if col != "layer" else "left")
-    for layer in rt["layers"]:
-        if layer["mismatch"] is None:
-            table.add_row(layer["layer"], "not recorded", "", "")
-            continue
-        table.add_row(layer["layer"], f"{layer['mismatch']:.4%}", f"{layer['rate_reference']:.3f}",
-                      f"{layer['rate_compiled']:.3f}")
-    console.print(table)
-    console.print(f"Output max |difference|: {rt['output_max_abs_diff']:.3g}")
+    rt = summary.get("roundtrip") or {}
+    if rt.get("layers"):
+        console.print(roundtrip_table(rt))
+    if isinstance(rt.get("output_max_abs_diff"), int | float):
+        console.print(f"Output max |difference|: {rt['output_max_abs_diff']:.3g}")
     if "accuracy" in rt:
         acc = rt["accuracy"]
         console.print(f"Accuracy: PyTorch SNN {acc['reference']:.2f} %, compiled {acc['compiled']:.2f} %")
@@ -131,5 +145,7 @@ def print_summary(summary: dict[str, Any]) -> None:
                       f"{r['cores']} cores, {r['chips']} chip(s)")
     for warning in summary.get("warnings", []):
         console.print(f"[yellow]warning:[/] {warning}")
-    console.print(f"Wrote {summary['out']} ({', '.join(summary['artifacts'].values())}, compile.json) "
-                  f"in {summary['compile_s']:.1f} s.")
+    files = [*(summary.get("artifacts") or {}).values(), "compile.json"]
+    took = summary.get("compile_s")
+    console.print(f"Wrote {summary.get('out', '?')} ({', '.join(map(str, files))})"
+                  + (f" in {took:.1f} s." if isinstance(took, int | float) else "."))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from snnctl import config, registry, ui
+from snnctl import config, ui
 from snnctl.errors import UserError
 
 
@@ -27,20 +28,54 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return found
 
 
-def compile_target(name: str | None, converted: bool = False) -> Any:
-    """The compile target plugin for --target, looked up before any work so a typo (or a target that
-    cannot take a converted SNN) costs nothing."""
-    from snnctl.backends.targets import TAKES_CONVERTED
+@dataclass
+class Handoff:
+    """--target: the compile target, looked up before any work, and how a converted bundle reaches it."""
 
-    if name is None:
+    name: str
+    fn: Any
+
+    def check(self, net: Any, input_shape: tuple[int, ...]) -> None:
+        from snnctl.backends.targets import check_converted
+
+        check_converted(self.name, net, input_shape)
+
+    def compile(self, bundle: Path, input_shape: tuple[int, ...] | None, dataset: str | None) -> dict[str, Any]:
+        from snnctl.backends.targets import CompileOptions
+
+        # without data the round trip runs random inputs: a few suffice, and a 224x224 resnet18 stays minutes
+        options = CompileOptions(dataset=dataset, input_shape=input_shape, **({} if dataset else {"samples": 16}))
+        return self.fn(bundle, bundle / f"compiled-{self.name}", options)
+
+
+def handoff(name: str | None) -> Handoff | None:
+    from snnctl.backends.targets import find_target
+
+    return None if name is None else Handoff(name, find_target(name, converted=True))
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """'3,224,224' -> (3, 224, 224)."""
+    if text is None:
         return None
-    if name not in registry.entries("targets"):
-        known = ", ".join(registry.entries("targets")) or "none installed yet"
-        raise UserError(f"no compile target '{name}'", hint=f"installed targets: {known}; see `snnctl plugins`")
-    if converted and name not in TAKES_CONVERTED:
-        raise UserError(f"the {name} target does not take converted SNNs (per-channel thresholds, subtractive "
-                        "reset)", where="--target", hint=f"use --target {' or '.join(TAKES_CONVERTED)}")
-    return registry.load("targets", name)
+    try:
+        shape = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise UserError(f"--input-shape '{text}' is not C,H,W (positive integers)", hint="e.g. --input-shape 3,64,64")
+    return shape
+
+
+def pool_mode(choice: str, target: str | None) -> str:
+    """--maxpool auto: average pooling for targets with no max over spikes (loihi), rate-gated otherwise."""
+    from snnctl.conversion.graph import MAXPOOL_MODES
+
+    if choice not in (*MAXPOOL_MODES, "auto"):
+        raise UserError(f"unknown --maxpool '{choice}'", hint=f"use auto, {' or '.join(MAXPOOL_MODES)}")
+    if choice != "auto":
+        return choice
+    return "average" if target == "loihi" else "rate"
 
 
 def import_nir(path: Path, out: Path | None, T: int, dt: float, discretisation: str, target: str | None,
@@ -51,7 +86,9 @@ def import_nir(path: Path, out: Path | None, T: int, dt: float, discretisation: 
 
     if not path.is_file():
         raise UserError("NIR file not found", where=str(path))
-    compile_fn = compile_target(target)
+    from snnctl.backends.targets import find_target
+
+    compile_fn = find_target(target) if target else None
     out = out or Path("runs") / f"{path.stem}-snn"
     summary = import_bundle(path, out, ExportOptions(dt=dt, discretisation=discretisation), T)
     if compile_fn is not None:
@@ -79,6 +116,10 @@ def command(
                                        help="Keep unsupported ops (run per step) and label the bundle hybrid."),
     target: str | None = typer.Option(None, "--target", help="Hand the result to `snnctl compile` for this target."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output bundle folder (default runs/NAME-snn)."),
+    maxpool: str = typer.Option("auto", "--maxpool", help="rate (pool by running sums, exact), average "
+                                "(Loihi form; changes the ANN) or auto (average for --target loihi)."),
+    input_shape: str | None = typer.Option(None, "--input-shape", help="Without --dataset: input shape C,H,W of "
+                                           "the data-free threshold inputs (default 3,224,224 for an ImageNet stem)."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
     dt: float = typer.Option(1e-4, "--dt", help=".nir import: seconds per step behind tau (snnTorch's 1e-4)."),
     discretisation: str = typer.Option("euler", "--discretisation", help=".nir import: euler or exact."),
@@ -87,16 +128,16 @@ def command(
     """Convert an ANN into an SNN of IF neurons: BatchNorm folded, per-channel thresholds, max pooling
     moved in front of its neuron, every op accounted for in a report.
 
-    With --dataset the SNN's accuracy is measured for T = 1, 2, 4, 8, 16, 32 beside the ANN's.
+    With --dataset the SNN's accuracy is measured for T = 1, 2, 4, 8, 16, 32 beside the ANN's. Without
+    it, thresholds are data-free (activations on uniform random inputs) and accuracy is unmeasured.
 
     Examples:
 
+      snnctl convert resnet18 --target loihi
+
       snnctl convert runs/digits-ann --dataset digits --T 8 --out runs/digits-converted
 
-      snnctl convert resnet18 --set stem_type=small --set in_channels=1 --set num_classes=10 --weights
-      model.safetensors --dataset digits
-
-      snnctl convert runs/resnet18-digits32 --dataset digits --T 16 --target loihi
+      snnctl convert resnet18 --set stem_type=small --weights model.safetensors --dataset digits
 
       snnctl convert ./my-hf-resnet --dataset digits --method graded --T 2 --json
 
@@ -105,69 +146,33 @@ def command(
     if model.endswith(".nir"):
         import_nir(Path(model), out, T, dt, discretisation, target, json_out)
         return
-    from snnctl.conversion import bundle as B
     from snnctl.conversion import convert as C
-    from snnctl.conversion.source import resolve
-    from snnctl.data import load_as_recorded, load_dataset
-    from snnctl.metrics.bench import check_compatible
-    from snnctl.zoo import Network
-
-    compile_fn = compile_target(target, converted=True)
+    from snnctl.conversion import pipeline as P
+    to_target = handoff(target)
     run_device = config.prepare_runtime(device, None)
-    C.check_method(method)  # before any loading: a typo costs nothing
-    options = C.Options(method=method, T=T, levels=levels, percentile=percentile, allow_partial=allow_partial)
-    zoo_config = parse_sets(sets)
-    is_zoo = model in registry.entries("models") and not Path(model).exists()
-    ds = load_dataset(dataset) if dataset and is_zoo else None
-    source = resolve(model, weights=weights, config=zoo_config, ds=ds)
-    if dataset and ds is None:
-        ds = load_as_recorded(dataset, source.data)
-    calib = B.calibration_split(ds, samples) if ds is not None else None
-
-    started = time.perf_counter()
-    body, report = C.convert(source.body, options, calib[0] if calib else None)
-    net = Network(body, kind="converted", encoding="direct", T=T).to(run_device)
-    convert_s = time.perf_counter() - started
-    console = ui.out(json_out)
-    B.print_report(console, report, source.weights, B.spike_kind(net))
-
-    metrics: dict[str, Any] = {"convert_s": round(convert_s, 3)}
-    if ds is not None:
-        check_compatible(net, ds, model, B.MISFIT_HINT)
-        x_test, y_test = ds.x_test.to(run_device), ds.y_test.to(run_device)
-        by_T = C.accuracy_by_T(net, x_test, y_test, tuple(sorted({*C.TABLE_T, T})))  # one run serves all
-        metrics.update(dataset=ds.name, test_samples=len(ds.y_test),
-                       ann_acc=C.ann_accuracy(body, x_test, y_test),
-                       acc_by_T={str(k): by_T[k] for k in C.TABLE_T}, test_acc=by_T[T])
-    name = Path(model).name if Path(model).exists() else model.replace("/", "-")
-    out = out or Path("runs") / f"{name}-snn"
-    info = {"method": method, "percentile": percentile if C.needs_data(options, source.body) else None,
-            "calibration_samples": len(calib[0]) if calib else 0,
-            "graded_levels": C.graded_levels(options, source.body),
-            "hybrid": bool(report.unsupported), "weights": source.weights, "report": report.as_dict(),
-            "data": {"name": ds.name, **(source.data or {})} if ds is not None else None, "calibration": []}
-    net.cpu()
-    if compile_fn is not None and ds is not None:
-        from snnctl.backends.targets import check_converted
-
-        check_converted(target, net, tuple(ds.x_test.shape[1:]))
-    from snnctl.artifact import save_bundle
-
-    save_bundle(out, net, B.manifest_for(net, source.record, info, metrics, source.parent))
-
-    compiled = None
-    if compile_fn is not None:
-        from snnctl.backends.targets import CompileOptions
-
-        compiled = compile_fn(out, out / f"compiled-{target}", CompileOptions(dataset=ds.name if ds else None))
-    summary = {"out": str(out), "method": method, "T": T, "spikes": B.spike_kind(net),
-               "hybrid": bool(report.unsupported), "weights": source.weights, **metrics,
-               "report": {k: len(v) for k, v in report.as_dict().items()}, "compiled": compiled}
+    options = C.Options(method=method, T=T, levels=levels, percentile=percentile, allow_partial=allow_partial,
+                        maxpool=pool_mode(maxpool, target))
+    job = P.ConvertJob(model=model, options=options, weights=weights, dataset=dataset, samples=samples,
+                       zoo_config=parse_sets(sets), input_shape=parse_shape(input_shape), target=to_target, out=out,
+                       device=run_device)
+    result = P.convert_model(job, on_report=partial(show_report, console := ui.out(json_out)))
     if json_out:
-        ui.print_json(summary)
+        ui.print_json(result.summary(method))
         return
-    if ds is not None:
+    show_result(console, result, method)
+
+
+def show_report(console: Any, result: Any) -> None:
+    """The conversion report (stdout, or stderr under --json) and its warnings, before measuring."""
+    ui.print_conversion_report(console, result.report.as_dict(), result.weights, result.spikes)
+    for warning in result.warnings:
+        ui.err.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+
+
+def show_result(console: Any, result: Any, method: str) -> None:
+    metrics = result.metrics
+    if result.dataset is not None:
         rows = {f"SNN ({method})": {int(k): v for k, v in metrics["acc_by_T"].items()}}
-        B.print_T_table(console, f"Accuracy (%) on {ds.name} test split against T", metrics["ann_acc"], rows)
-    label = " (hybrid: unsupported ops run per step)" if report.unsupported else ""
-    console.print(f"Wrote {out}{label} in {convert_s:.1f} s.")
+        ui.print_T_table(console, f"Accuracy (%) on {result.dataset} test split against T", metrics["ann_acc"], rows)
+    label = " (hybrid: unsupported ops run per step)" if result.report.unsupported else ""
+    console.print(f"Wrote {result.out}{label} in {metrics['convert_s']:.1f} s.")

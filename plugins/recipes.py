@@ -16,16 +16,16 @@ def list_recipes(json_out: bool = typer.Option(False, "--json", help="Print JSON
     rows = []
     for name, path in config.available_recipes().items():
         recipe = config.load_recipe(str(path))
-        rows.append({"name": name, "model": recipe.model.name, "kind": recipe.model.kind,
+        rows.append({"name": name, "task": recipe.task, "model": recipe.model.name, "kind": recipe.model.kind,
                      "description": recipe.description, "path": str(path)})
     if json_out:
         ui.print_json(rows)
         return
     table = Table(title="Recipes")
-    for col in ("name", "model", "kind", "description"):
+    for col in ("name", "task", "model", "kind", "description"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["model"], r["kind"], r["description"])
+        table.add_row(r["name"], r["task"], r["model"], r["kind"], r["description"])
     ui.out(json_out).print(table)
 
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import copy
-import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from snnctl import config, ui
-from snnctl.errors import UserError
-
-LEVELS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
 
 
 def command(
@@ -21,7 +17,7 @@ def command(
     noise: str = typer.Option("0:0.45", "--noise", help="Noise range LOW:HIGH sampled per example, in [0, 1]."),
     noise_model: str = typer.Option(
         "bitflip", "--noise-model",
-        help="bitflip, salt_pepper, gaussian, dropout, spike_delete, spike_insert or spike_jitter.",
+        help="Input or spike-train noise model, e.g. bitflip or salt_pepper; an unknown name lists them all.",
     ),
     logic_gated: bool = typer.Option(
         False, "--logic-gated", help="Ternary weights {-1,0,+1}: synaptic layers without multiplications (SNN only)."
@@ -47,68 +43,29 @@ def command(
 
       snnctl robustify runs/digits-bin-ann --dataset digits --noise-model bitflip --json
     """
-    from snnctl.artifact import MANIFEST, load_bundle, write_atomic
-    from snnctl.metrics.bench import dataset_for
-    from snnctl.robust.evaluate import chance_level, curve_table, noise_curve
-    from snnctl.robust.noise import noise_model as find_noise_model
-    from snnctl.robust.noise import parse_range
-    from snnctl.training.progress import train_with_progress
+    from snnctl.robust import robustify as R
 
-    lo, hi = parse_range(noise)
-    model_spec = find_noise_model(noise_model)
-    if model_spec.kind == "weights":
-        raise UserError("weight noise is an evaluation model, not a training augmentation",
-                        hint="evaluate it with `snnctl bench BUNDLE --noise ... --noise-model weight`")
+    job = R.RobustifyJob(bundle=bundle, dataset=dataset, noise=noise, noise_model=noise_model,
+                         logic_gated=logic_gated, epochs=epochs, lr=lr, ramp=ramp, out=out)
     run_device = config.prepare_runtime(device, None)
-    source = load_bundle(bundle)
-    if source.manifest.get("logic_gated"):
-        raise UserError("this bundle is already logic-gated; its float weights are gone", where=str(bundle),
-                        hint="robustify the float bundle it came from")
-    recipe_data = source.manifest.get("recipe")
-    if not recipe_data:
-        raise UserError("the bundle does not record the recipe it was trained with", where=str(bundle),
-                        hint="robustify a bundle written by `snnctl train`")
-    ds = dataset_for(source, dataset)
-    data = copy.deepcopy(recipe_data)
-    if data["data"]["name"] != dataset:
-        data["data"] = {"name": dataset}
-    data["name"] = f"{data.get('name') or source.name}-robust"
-    data["model"]["logic_gated"] = logic_gated
-    data["data"]["augment"] = {"noise": noise_model, "range": [lo, hi], "ramp": ramp}
-    data["train"].update({"init": str(bundle), "epochs": epochs, "lr": lr, "warmup_steps": 0})
-    recipe = config.validate_recipe(data, f"{bundle}/{MANIFEST} (recipe)")
-    out = out or bundle.with_name(bundle.name + "-robust")
-    if out.resolve() == bundle.resolve():
-        raise UserError("--out is the input bundle", where=str(out), hint="write the robust model to a new folder")
+    plan = R.plan_robustify(job)
 
-    label = f"robustify {source.name} ({noise_model} {lo:g}..{hi:g}{', logic-gated' if logic_gated else ''})"
-    result = train_with_progress(recipe, out, label, device=run_device)
+    def train(data: dict[str, Any], where: str, folder: Path, label: str) -> dict[str, Any]:
+        from snnctl.training.progress import train_with_progress
 
-    robust = load_bundle(out)
-    curves = {
-        "original": noise_curve(source.model, ds, model_spec, LEVELS, repeats=3),
-        "robust": noise_curve(robust.model, ds, model_spec, LEVELS, repeats=3),
-    }
-    manifest = dict(robust.manifest)
-    manifest["parent"] = str(bundle)
-    manifest["robust"] = {
-        "noise_model": noise_model, "range": [lo, hi], "ramp": ramp, "epochs": epochs,
-        "logic_gated": logic_gated, "curve": curves["robust"], "parent_curve": curves["original"],
-    }
-    write_atomic(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+        recipe = config.validate_recipe(data, where)
+        return train_with_progress(recipe, folder, label, device=run_device).metrics
 
-    summary = {
-        "out": str(out), "noise_model": noise_model, "range": [lo, hi], "logic_gated": logic_gated,
-        "metrics": result.metrics, "chance": chance_level(ds), "curve": curve_table(curves),
-    }
+    result = R.robustify(plan, train)
     if json_out:
-        ui.print_json(summary)
+        ui.print_json(result.summary())
         return
-    table = Table(title=f"Accuracy against {noise_model} noise ({ds.name} test split, 3 draws per level)")
+    table = Table(title=f"Accuracy against {result.noise_model} noise ({result.dataset} test split, "
+                  f"{R.REPEATS} draws per level)")
     for col in ("noise level", "original", "robust"):
         table.add_column(col, justify="right")
-    for row in summary["curve"]:
+    for row in result.curve:
         table.add_row(f"{row['level']:.2f}", f"{row['original']:.4f}", f"{row['robust']:.4f}")
     console = ui.out(json_out)
     console.print(table)
-    console.print(f"Wrote {out} (chance level {summary['chance']:.3f}).")
+    console.print(f"Wrote {result.out} (chance level {result.chance:.3f}).")

@@ -1,8 +1,10 @@
 """The model bundle: `model.safetensors` + `snnctl.json`, how every command hands a model on.
 
 Writes go to a temporary name and are renamed into place, weights first and manifest last, so an
-interrupted command never leaves a bundle whose manifest describes other weights. Loading rebuilds
-the model from the zoo name and config, then loads the tensors; nothing is ever unpickled.
+interrupted command never leaves a bundle whose manifest describes other weights. Loading validates
+the manifest (snnctl.manifest), then hands it to the loader its kind registered under the
+`snnctl.bundles` entry points: this module builds ANN and SNN classifiers itself and knows the other
+kinds (converted, lm, logic-gated, a plugin's) only through that registry. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -11,78 +13,54 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 
-from snnctl import __version__
+from snnctl import manifest as M
+from snnctl import registry
+from snnctl.contracts import bundle_loader, task_of
 from snnctl.errors import UserError
-from snnctl.robust.ternary import prepare_logic_gated
 from snnctl.zoo import Network, build_network
 
-FORMAT = "snnctl-bundle"
-FORMAT_VERSION = 1
+FORMAT = M.FORMAT
+FORMAT_VERSION = M.FORMAT_VERSION
 WEIGHTS = "model.safetensors"
 MANIFEST = "snnctl.json"
-KINDS = ("ann", "snn", "converted")
+TASK_NOUNS = {"classify": "a classifier", "lm": "a language model"}
+TASK_HINTS = {
+    "classify": "classifiers are for bench, convert, calibrate and compile; train a language model with "
+                "`snnctl train --recipe small-ssm` or chat-ssm",
+    "lm": "language models are for `snnctl chat` and benchmarks/lm.py",
+}
+
+
+B = TypeVar("B", bound="Bundle")
 
 
 @dataclass
 class Bundle:
+    """A loaded bundle: `manifest` is the JSON view many readers index, `info` the typed manifest."""
+
     path: Path
     manifest: dict[str, Any]
     model: Network
+    info: M.Manifest
 
     @property
     def name(self) -> str:
-        return str(self.manifest["zoo"]["name"])
+        return self.info.zoo.name
 
     @property
     def size_bytes(self) -> int:
         return (self.path / WEIGHTS).stat().st_size
 
 
-def make_manifest(
-    *,
-    zoo_name: str,
-    zoo_config: dict[str, Any],
-    kind: str,
-    neuron: dict[str, Any] | None = None,
-    T: int | None = None,
-    encoding: str | None = None,
-    tokenizer: str | None = None,
-    parent: str | None = None,
-    recipe: dict[str, Any] | None = None,
-    seed: int | None = None,
-    metrics: dict[str, Any] | None = None,
-    logic_gated: bool = False,
-    activation: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    spiking = kind != "ann"
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "code_version": __version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "zoo": {"name": zoo_name, "config": zoo_config, **({"activation": activation} if activation else {})},
-        "kind": kind,
-        "neuron": neuron if spiking else None,
-        "T": T if spiking else None,
-        "encoding": encoding if spiking else None,
-        "tokenizer": tokenizer,
-        "parent": parent,
-        "recipe": recipe,
-        "seed": seed,
-        "metrics": metrics or {},
-        "logic_gated": logic_gated,
-    }
+make_manifest = M.build  # the keywords every writer uses; `save_bundle` validates the result
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -101,19 +79,22 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def save_bundle(out: Path, model: torch.nn.Module, manifest: dict[str, Any],
                 extra: dict[str, bytes] | None = None) -> Path:
-    """Write weights, then `extra` files (e.g. tokenizer.json), then the manifest that describes them."""
+    """Write weights, then `extra` files (e.g. tokenizer.json), then the manifest that describes them.
+    The manifest is validated (a version-1 dict migrated) before anything is written, and saved as v2."""
     out = Path(out)
+    text = M.parse(manifest, where=str(out / MANIFEST)).to_json()
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # a stale manifest must never describe new weights
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     write_atomic(out / WEIGHTS, save_safetensors(state, metadata={"format": "pt"}))
     for name, data in (extra or {}).items():
         write_atomic(out / name, data)
-    write_atomic(out / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
+    write_atomic(out / MANIFEST, text.encode())
     return out
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+def read_info(path: Path) -> M.Manifest:
+    """The validated manifest of the bundle folder `path`; any fault is one UserError naming the file."""
     path = Path(path)
     where = str(path)
     if not path.exists():
@@ -124,22 +105,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not manifest_path.is_file():
         raise UserError(f"not an snnctl bundle: {MANIFEST} is missing", where=where)
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        data = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"manifest is not valid JSON ({err})", where=str(manifest_path)) from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise UserError(f"manifest is not an {FORMAT} manifest", where=str(manifest_path))
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise UserError(
-            f"manifest format version {version!r} is not supported (this snnctl reads {FORMAT_VERSION})",
-            where=str(manifest_path),
-            hint="upgrade snnctl" if isinstance(version, int) and version > FORMAT_VERSION else None,
-        )
-    for key in ("zoo", "kind"):
-        if key not in manifest:
-            raise UserError(f"manifest lacks '{key}'", where=str(manifest_path))
-    return manifest
+    except OSError as err:
+        raise UserError(f"manifest cannot be read ({err.strerror})", where=str(manifest_path)) from None
+    return M.parse(data, where=str(manifest_path))
 
 
 def read_weights(path: Path, map_location: str = "cpu") -> dict[str, torch.Tensor]:
@@ -160,35 +131,52 @@ def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], pa
         raise UserError(f"weights do not match the model the manifest describes: {first}", where=str(path)) from None
 
 
-def load_bundle(path: Path | str, map_location: str = "cpu") -> Bundle:
-    """Load a classifier bundle (ANN, SNN or converted); language models load with snnctl.lm.bundle."""
-    path = Path(path)
-    manifest = read_manifest(path)
-    if manifest.get("task") == "lm":
-        raise UserError("this bundle is a language model, not a classifier", where=str(path),
-                        hint="language models are for `snnctl chat` and benchmarks/lm.py")
-    state = read_weights(path, map_location)
-    zoo = manifest["zoo"]
-    try:
-        if manifest["kind"] == "converted":
-            from snnctl.conversion.convert import build_converted
-
-            model = build_converted(manifest)
-        else:
-            model = build_network(
-                zoo["name"],
-                zoo.get("config", {}),
-                kind="ann" if manifest["kind"] == "ann" else "snn",
-                neuron=manifest.get("neuron"),
-                encoding=manifest.get("encoding") or "direct",
-                T=manifest.get("T") or 1,
-                activation=zoo.get("activation"),
-            )
-        if manifest.get("logic_gated"):
-            prepare_logic_gated(model.body)
-            model.register_buffer("readout_scale", torch.ones(()))
-    except UserError as err:
-        raise UserError(err.what, where=str(path), hint=err.hint) from None
-    load_weights_into(model, state, path)
+def finish(path: Path, info: M.Manifest, model: Any, map_location: str = "cpu", bundle_type: type[B] = Bundle,
+           **more: Any) -> B:
+    """Load the bundle's weights into the model a loader built, and wrap both (every loader ends here);
+    a kind that carries more (an LM's tokenizer) passes its Bundle subclass and the extra fields."""
+    load_weights_into(model, read_weights(path, map_location), path)
     model.eval()
-    return Bundle(path=path, manifest=manifest, model=model)
+    return bundle_type(path=path, manifest=info.as_dict(), model=model, info=info, **more)
+
+
+def build_classifier(info: M.Manifest) -> Network:
+    """The ANN or SNN classifier a manifest describes, before its weights are loaded."""
+    zoo = info.zoo
+    try:
+        return build_network(
+            zoo.name, zoo.config, kind="ann" if info.kind == "ann" else "snn",
+            neuron=info.neuron.model_dump() if info.neuron is not None else None,
+            encoding=info.encoding or "direct", T=info.T or 1, activation=zoo.activation,
+        )
+    except (ValueError, RuntimeError) as err:  # e.g. a negative layer width; TypeError is the zoo's own
+        raise UserError(f"manifest key 'zoo.config' does not build a '{zoo.name}' model: {first_line(err)}") from None
+
+
+def first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+@bundle_loader("classify")
+def load_classifier(path: Path, info: M.Manifest, map_location: str = "cpu") -> Bundle:
+    """Loader of the `ann` and `snn` kinds."""
+    return finish(path, info, build_classifier(info), map_location)
+
+
+def load_bundle(path: Path | str, map_location: str = "cpu", expect: str | None = "classify") -> Bundle:
+    """Load any bundle through its kind's registered loader. `expect` is the task the caller needs
+    (`"classify"`, `"lm"`, or None for any); a bundle for another task is refused before it is built."""
+    path = Path(path)
+    info = read_info(path)
+    loader = registry.load("bundles", info.loader)
+    task = task_of(loader)
+    if expect is not None and task != expect:
+        raise UserError(f"this bundle is {TASK_NOUNS.get(task, task)}, not {TASK_NOUNS.get(expect, expect)}",
+                        where=str(path), hint=TASK_HINTS.get(task))
+    try:
+        return loader(path, info, map_location)
+    except UserError as err:  # name the bundle, whatever part of it the loader found at fault
+        if err.where is not None and str(path) in err.where:
+            raise
+        where = str(path) if err.where is None else f"{path} {err.where}"
+        raise UserError(err.what, where=where, hint=err.hint) from None

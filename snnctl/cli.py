@@ -1,4 +1,5 @@
-"""The `snnctl` root app. Commands are not hard-wired: each is an entry point in `snnctl.commands`.
+"""The `snnctl` root app. Commands are not hard-wired: each is an entry point in `snnctl.commands`
+(a name two packages claim goes to the built-in one, with a warning: `registry.resolve`).
 
 An entry point names either a `typer.Typer` (a command group) or a function (one command). Errors
 are turned into exit codes here, once for all commands: 2 with one line for a user error, 1 with one

@@ -13,7 +13,16 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -71,30 +80,68 @@ def load_settings() -> Settings:
 
 
 def resolve_device(name: str) -> str:
-    """Turn 'auto' into a real device; ask for CUDA where there is none and get a clear error."""
+    """Turn 'auto' into a real device; a device torch does not know, or one this machine lacks, is a
+    user error naming what there is."""
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise UserError(f"unknown device '{name}'", hint="use cpu, cuda, cuda:N or auto")
+    if kind == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device '{name}' asked for but CUDA is not available", hint="use --device cpu")
+    if index and int(index) >= torch.cuda.device_count():
+        raise UserError(f"device '{name}' does not exist", hint=f"this machine has {torch.cuda.device_count()} GPU(s)")
     return name
 
 
+def check_kernel_fits(kernel: str, device: str) -> None:
+    """A kernel forced with --kernel must run on the chosen device, found before anything is written."""
+    from snnctl.nn.kernels import clib
+    from snnctl.nn.kernels.lif import triton_module
+
+    on_cuda = device.startswith("cuda")
+    if kernel == "triton" and (not on_cuda or triton_module() is None):
+        why = "the device is the CPU" if not on_cuda else "Triton is not installed"
+        raise UserError(f"kernel 'triton' runs on CUDA GPUs with Triton, but {why}",
+                        where="--kernel", hint="use --kernel auto (it picks the fastest that fits)")
+    if kernel == "c" and (on_cuda or clib() is None):
+        why = "the device is a GPU" if on_cuda else "the native library is not built (make setup)"
+        raise UserError(f"kernel 'c' runs on the CPU from the native library, but {why}",
+                        where="--kernel", hint="use --kernel auto (it picks the fastest that fits)")
+
+
+def configure_logging(level: str) -> None:
+    """Settings.log_level: the level of snnctl's Python loggers, printed to stderr."""
+    import logging
+
+    logger = logging.getLogger("snnctl")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
 def prepare_runtime(device: str | None = None, kernel: str | None = None) -> str:
-    """Apply the settings a command needs before torch work (threads, neuron kernel); pick the device."""
+    """Apply the settings a command needs before torch work (threads, log level, neuron kernel); pick the
+    device and check that a forced kernel runs on it."""
     import torch
 
     from snnctl.nn import kernels
 
-    if kernel is not None:
-        if kernel not in kernels.KERNELS:
-            raise UserError(f"unknown kernel '{kernel}'", hint=f"use one of: {', '.join(kernels.KERNELS)}")
-        kernels.set_default(kernel)
+    if kernel is not None and kernel not in kernels.KERNELS:
+        raise UserError(f"unknown kernel '{kernel}'", hint=f"use one of: {', '.join(kernels.KERNELS)}")
     settings = load_settings()
+    configure_logging(settings.log_level)
+    run_device = resolve_device(device or settings.device)
+    if kernel is not None:
+        check_kernel_fits(kernel, run_device)
+        kernels.set_default(kernel)
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    return resolve_device(device or settings.device)
+    return run_device
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,14 +149,30 @@ def prepare_runtime(device: str | None = None, kernel: str | None = None) -> str
 # ---------------------------------------------------------------------------------------------
 
 
+SEED_MAX = 2**32 - 1  # derived seeds (seed * 1_000_033 + step) stay inside torch's 64-bit range
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def one_of(value: str, known: typing.Iterable[str], what: str) -> str:
+    """A validator's check against a registry's names, so word lists are never copied into the schema."""
+    names = tuple(known)
+    if value not in names:
+        raise ValueError(f"unknown {what} {value!r}, expected one of: {', '.join(names)}")
+    return value
+
+
 class ModelSection(Strict):
+    """The keys every task's [model] has."""
+
     name: str = Field(description="zoo name, see `snnctl plugins`")
     kind: Literal["ann", "snn"] = "snn"
     config: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the zoo builder")
+
+
+class ClassifierModelSection(ModelSection):
     logic_gated: bool = Field(
         default=False, description="ternary weights trained with a straight-through estimator; no multiplications"
     )
@@ -123,7 +186,12 @@ class ModelSection(Strict):
         return {"type": "qcfs", "levels": self.qcfs_levels} if self.activation == "qcfs" else None
 
 
-class NeuronSection(Strict):
+class NeuronSection(BaseModel):
+    """The [neuron] table: the keys every neuron shares, plus the chosen neuron's own, which its class
+    declares (`Params`, see `snnctl.contracts.Neuron`) and which are validated here against it."""
+
+    model_config = ConfigDict(extra="allow")
+
     type: str = "lif"
     threshold: float = Field(default=1.0, gt=0)
     tau: float | None = Field(default=None, gt=1.0, description="membrane time constant; decay = 1 - 1/tau")
@@ -133,23 +201,66 @@ class NeuronSection(Strict):
     surrogate: Literal["atan", "sigmoid", "fast_sigmoid", "triangle"] = "atan"
     surrogate_width: float = Field(default=0.5, gt=0, description="reach of the surrogate gradient around threshold")
     detach_reset: bool = False
-    adapt_decay: float = Field(default=0.95, ge=0, le=1, description="alif: decay of the threshold trace")
-    adapt_scale: float = Field(default=0.2, ge=0, description="alif: threshold increase per spike")
-    levels: int = Field(default=4, ge=1, description="graded: most spikes (threshold multiples) per step")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _own_params(cls, data: Any, handler: ModelWrapValidatorHandler[NeuronSection]) -> NeuronSection:
+        """Validate the keys beyond the shared ones against the chosen neuron's declared `Params`."""
+        from snnctl import nn
+
+        section = handler(data)
+        if section.tau is not None and section.decay is not None:
+            raise PydanticCustomError("tau_and_decay", "give tau or decay, not both")
+        entry = registry.entries("neurons").get(section.type)
+        if entry is None:
+            installed = ", ".join(registry.entries("neurons")) or "none"
+            raise _error("unknown_neuron", ("type",), section.type,
+                         f"unknown neuron '{section.type}'; installed: {installed}")
+        neuron = entry.load()
+        try:
+            params = nn.params_model(neuron).model_validate(nn.own_keys(neuron, section.__pydantic_extra__ or {}))
+        except ValidationError as err:
+            first = err.errors()[0]
+            if first["type"] != "extra_forbidden":
+                raise
+            raise _error("extra_forbidden", first["loc"], first["input"], "Extra inputs are not permitted",
+                         expected=", ".join(nn.expected_keys(neuron))) from None
+        section.__pydantic_extra__ = params.model_dump()
+        return section
+
+
+def _error(kind: str, loc: tuple[Any, ...], value: Any, message: str, **ctx: str) -> ValidationError:
+    """One validation error at `loc`, its context (e.g. the expected keys) kept for the hint."""
+    detail = PydanticCustomError(kind, message, ctx or None)
+    return ValidationError.from_exception_data("NeuronSection", [{"type": detail, "loc": loc, "input": value}])
 
 
 class EncodingSection(Strict):
-    type: Literal["direct", "rate", "poisson", "latency"] = "direct"
+    type: str = Field(default="direct", description="spike encoding, one of snnctl.data.encoders.ENCODINGS")
     T: int = Field(default=4, ge=1, le=100_000)
+
+    @field_validator("type")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        from snnctl.data.encoders import ENCODINGS
+
+        return one_of(value, ENCODINGS, "encoding")
 
 
 class AugmentSection(Strict):
     """Noise as a training augmentation: a level per example, uniform in [low, high(t)], where the
     upper bound rises linearly from `range[0]` to `range[1]` over the first `ramp` of training."""
 
-    noise: Literal["bitflip", "salt_pepper", "gaussian", "dropout", "spike_delete", "spike_insert", "spike_jitter"]
+    noise: str = Field(description="input noise model, one of snnctl.robust.noise.NOISE_MODELS (not weight)")
     range: tuple[float, float] = (0.0, 0.45)
     ramp: float = Field(default=0.5, ge=0, le=1, description="fraction of training over which the range widens")
+
+    @field_validator("noise")
+    @classmethod
+    def _known_noise(cls, value: str) -> str:
+        from snnctl.robust.noise import NOISE_MODELS
+
+        return one_of(value, [n for n in NOISE_MODELS if n != "weight"], "input noise model")
 
     @field_validator("range")
     @classmethod
@@ -163,30 +274,38 @@ class AugmentSection(Strict):
 class DataSection(Strict):
     name: str = "digits"
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
-    split_seed: int = 0
+    split_seed: int = Field(default=0, ge=0, le=SEED_MAX)
     options: dict[str, Any] = Field(default_factory=dict, description="dataset-specific options")
+
+
+class ClassifierDataSection(DataSection):
     augment: AugmentSection | None = None
 
 
 class TrainSection(Strict):
-    epochs: int = Field(default=10, ge=1)
+    """The keys of [train] that every task's loop reads (snnctl.training.loop)."""
+
     batch_size: int = Field(default=64, ge=1)
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    momentum: float = Field(default=0.9, ge=0, lt=1)
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_steps: int = Field(default=0, ge=0)
-    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     grad_clip: float | None = Field(default=None, gt=0)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     init: str | None = Field(default=None, description="bundle whose weights training starts from")
     checkpoint_every: int = Field(default=100, ge=1, description="steps between checkpoints")
     log_every: int = Field(default=10, ge=1, description="steps between metric lines")
 
 
+class ClassifierTrainSection(TrainSection):
+    epochs: int = Field(default=10, ge=1)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+
+
 class LMSection(Strict):
-    """Language-model training: the presence of [lm] makes a recipe train a language model."""
+    """Language-model training (task "lm"; a recipe with an [lm] table and no `task` key is one)."""
 
     seq_len: int = Field(default=256, ge=8, description="tokens per training window")
     steps: int = Field(default=1000, ge=1, description="optimizer steps (train.epochs does not apply)")
@@ -198,16 +317,48 @@ class LMSection(Strict):
     ssm_lr: float = Field(default=1e-3, gt=0, description="learning rate of the SSM's A and dt (no weight decay)")
 
 
-class Recipe(Strict):
+class RecipeBase(Strict):
     name: str = ""
     description: str = ""
     extends: str | None = None
-    model: ModelSection
+
+
+class ClassifierRecipe(RecipeBase):
+    """Train a classifier (ANN or SNN) on a labelled dataset."""
+
+    task: Literal["classify"] = "classify"
+    model: ClassifierModelSection
     neuron: NeuronSection = Field(default_factory=NeuronSection)
     encoding: EncodingSection = Field(default_factory=EncodingSection)
+    data: ClassifierDataSection = Field(default_factory=ClassifierDataSection)
+    train: ClassifierTrainSection = Field(default_factory=ClassifierTrainSection)
+
+    @model_validator(mode="after")
+    def _logic_gated_fits(self) -> ClassifierRecipe:
+        """Logic-gated weights fold their scale into each neuron's threshold: an SNN with a fixed one."""
+        if self.model.logic_gated and self.model.kind != "snn":
+            raise ValueError("model.logic_gated needs model.kind = 'snn': the weight scale is folded into each "
+                             "neuron's threshold")
+        if self.model.logic_gated and self.neuron.type not in FIXED_THRESHOLD_NEURONS:
+            raise ValueError(f"model.logic_gated needs a neuron with a fixed threshold, not '{self.neuron.type}'; "
+                             f"use one of: {', '.join(FIXED_THRESHOLD_NEURONS)}")
+        return self
+
+
+class LMRecipe(RecipeBase):
+    """Train a language model on a text corpus: no [neuron], [encoding] or classifier-only keys."""
+
+    task: Literal["lm"] = "lm"
+    model: ModelSection
     data: DataSection = Field(default_factory=DataSection)
     train: TrainSection = Field(default_factory=TrainSection)
-    lm: LMSection | None = None
+    lm: LMSection = Field(default_factory=LMSection)
+
+
+Recipe = ClassifierRecipe | LMRecipe
+# task -> schema; a new task adds its recipe model here and its trainer in the `snnctl.tasks` group
+RECIPE_SCHEMAS: dict[str, type[BaseModel]] = {"classify": ClassifierRecipe, "lm": LMRecipe}
+FIXED_THRESHOLD_NEURONS = ("lif", "if", "plif", "graded")  # adaptive ones (alif) move their threshold
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,7 +368,7 @@ class Recipe(Strict):
 
 @cache
 def recipe_dirs() -> tuple[tuple[str, Path], ...]:
-    """(package, folder) for every registered recipe folder, the built-in one first."""
+    """(package, folder) for every registered recipe folder."""
     found = []
     for entry in registry.entries("recipes").values():
         found.append((entry.package, Path(str(files(entry.value)))))
@@ -225,11 +376,11 @@ def recipe_dirs() -> tuple[tuple[str, Path], ...]:
 
 
 def available_recipes() -> dict[str, Path]:
-    table: dict[str, Path] = {}
-    for _pkg, folder in recipe_dirs():
-        for path in sorted(folder.glob("*.toml")):
-            table.setdefault(path.stem, path)
-    return table
+    """Recipe name -> file over every recipe folder; a name two folders hold goes to the built-in one, with
+    a warning (`registry.resolve`)."""
+    claims = (registry.Entry("recipe files", path.stem, str(path), pkg)
+              for pkg, folder in recipe_dirs() for path in sorted(folder.glob("*.toml")))
+    return {name: Path(entry.value) for name, entry in registry.resolve("recipe files", claims).items()}
 
 
 def find_recipe(name_or_path: str) -> Path:
@@ -252,6 +403,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"not valid TOML: {err}", where=str(path)) from None
+    except UnicodeDecodeError:
+        raise UserError("not a text file (a recipe is UTF-8 TOML)", where=str(path)) from None
     except OSError as err:
         raise UserError(f"cannot read recipe: {err.strerror}", where=str(path)) from None
 
@@ -286,6 +439,8 @@ def _resolve_extends(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`train.lr=3e-4` -> (['train', 'lr'], 0.0003). Values are TOML literals, else plain strings."""
+    if not text.isprintable():
+        raise UserError(f"--set {text!r}: contains control characters", hint="expected KEY.PATH=VALUE")
     if "=" not in text:
         raise UserError(f"--set '{text}': expected KEY.PATH=VALUE, e.g. train.lr=3e-4")
     key, _, raw = text.partition("=")
@@ -307,17 +462,28 @@ def _table_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _check_key_exists(parts: list[str]) -> None:
-    """Refuse --set on a key the schema does not have (free-form tables accept any sub-key)."""
-    model: type[BaseModel] | None = Recipe
+def task_of(data: dict[str, Any]) -> str:
+    """The recipe's task: its `task` key, else "lm" for a recipe with an [lm] table (recipes written
+    before the key existed), else "classify"."""
+    task = data.get("task")
+    if task is None:
+        return "lm" if data.get("lm") is not None else "classify"
+    if not isinstance(task, str) or task not in RECIPE_SCHEMAS:
+        raise UserError(f"task: expected one of {', '.join(RECIPE_SCHEMAS)}, got {task!r}")
+    return task
+
+
+def _check_key_exists(parts: list[str], schema: type[BaseModel]) -> None:
+    """Refuse --set on a key the task's schema does not have (free-form tables accept any sub-key)."""
+    model: type[BaseModel] | None = schema
     for depth, part in enumerate(parts):
-        if model is None:  # inside a free-form dict: anything goes
+        if model is None or model.model_config.get("extra") == "allow":  # free-form, or validated by content
             return
         fields = model.model_fields
         if part not in fields:
             where = ".".join(parts[:depth]) or "the top level"
             raise UserError(
-                f"--set {'.'.join(parts)}: no such recipe key",
+                f"--set {'.'.join(parts)}: no such key in a recipe of task '{task_name(schema)}'",
                 hint=f"keys under {where}: {', '.join(fields)}",
             )
         model = _table_model(fields[part].annotation)
@@ -325,10 +491,18 @@ def _check_key_exists(parts: list[str]) -> None:
             raise UserError(f"--set {'.'.join(parts)}: '{part}' is a value, not a table")
 
 
+def task_name(schema: type[BaseModel]) -> str:
+    return next(task for task, model in RECIPE_SCHEMAS.items() if model is schema)
+
+
 def _apply_override(data: dict[str, Any], parts: list[str], value: Any) -> None:
     node = data
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            table = ".".join(parts[: depth + 1])
+            raise UserError(f"--set {'.'.join(parts)}: {table} is {node!r}, not a table",
+                            hint=f"set {table} to a table, or drop one of the two --set values")
     node[parts[-1]] = value
 
 
@@ -337,14 +511,18 @@ def _first_problem(err: ValidationError) -> str:
     loc = ".".join(str(p) for p in problem["loc"]) or "(top level)"
     if problem["type"] == "extra_forbidden":
         return f"{loc}: unknown key"
-    return f"{loc}: {problem['msg'].lower()}"
+    msg = problem["msg"].removeprefix("Value error, ")
+    msg = msg[:1].lower() + msg[1:]
+    return msg if not problem["loc"] and problem["type"] == "value_error" else f"{loc}: {msg}"
 
 
-def _unknown_key_hint(err: ValidationError) -> str | None:
+def _unknown_key_hint(err: ValidationError, schema: type[BaseModel]) -> str | None:
     problem = err.errors()[0]
     if problem["type"] != "extra_forbidden":
         return None
-    model: type[BaseModel] = Recipe
+    if "expected" in problem.get("ctx", {}):  # a table whose keys depend on its content (e.g. [neuron])
+        return "expected one of: " + problem["ctx"]["expected"]
+    model: type[BaseModel] = schema
     for part in problem["loc"][:-1]:
         annotation = model.model_fields[str(part)].annotation
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
@@ -354,20 +532,56 @@ def _unknown_key_hint(err: ValidationError) -> str | None:
 
 
 def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
-    """Find, merge (`extends`), override (`--set`) and validate a recipe."""
+    """Find, merge (`extends`), override (`--set`) and validate a recipe. The task comes from the file
+    (or `--set task=...`), so --set on a key of another task's schema is refused."""
     path = find_recipe(name_or_path)
     data = _resolve_extends(path)
-    for text in overrides or []:
-        parts, value = parse_override(text)
-        _check_key_exists(parts)
+    parsed = [parse_override(text) for text in overrides or []]
+    for parts, value in parsed:
+        if parts == ["task"]:
+            data["task"] = value
+    schema = RECIPE_SCHEMAS[_task_where(data, str(path))]
+    for parts, value in parsed:
+        _check_key_exists(parts, schema)
         _apply_override(data, parts, value)
     data.setdefault("name", path.stem)
-    return validate_recipe(data, str(path))
+    return _validate(data, str(path))
+
+
+def _task_where(data: dict[str, Any], where: str) -> str:
+    try:
+        return task_of(data)
+    except UserError as err:
+        raise UserError(err.what, where=where) from None
+
+
+def _validate(data: dict[str, Any], where: str) -> Recipe:
+    schema = RECIPE_SCHEMAS[_task_where(data, where)]
+    if "task" not in data:
+        data = {**data, "task": task_name(schema)}
+        if data.get("lm", 0) is None:  # an old dump of a classifier recipe keeps `lm = None`
+            data.pop("lm")
+    try:
+        return typing.cast(Recipe, schema.model_validate(data))
+    except ValidationError as err:
+        raise UserError(_first_problem(err), where=where, hint=_unknown_key_hint(err, schema)) from None
+
+
+# keys a language-model recipe could hold before recipes were split by task, which its training ignored
+_V1_LM_IGNORED = {"": ("neuron", "encoding"), "model": ("logic_gated", "activation", "qcfs_levels"),
+                  "train": ("epochs", "optimizer", "momentum", "label_smoothing"), "data": ("augment",)}
 
 
 def validate_recipe(data: dict[str, Any], where: str) -> Recipe:
-    """A Recipe from plain data (a file, or the copy a bundle's manifest keeps), or one clear error."""
-    try:
-        return Recipe.model_validate(data)
-    except ValidationError as err:
-        raise UserError(_first_problem(err), where=where, hint=_unknown_key_hint(err)) from None
+    """A Recipe from the copy a bundle's manifest keeps, or one clear error. A copy written before
+    the `task` key existed is migrated: an LM recipe loses the classifier keys its training ignored."""
+    if not isinstance(data, dict):
+        raise UserError("the recorded recipe is not a table", where=where)
+    if "task" not in data and data.get("lm") is not None:
+        data = dict(data)
+        for table, keys in _V1_LM_IGNORED.items():
+            if table and isinstance(data.get(table), dict):
+                data[table] = {k: v for k, v in data[table].items() if k not in keys}
+            elif not table:
+                data = {k: v for k, v in data.items() if k not in keys}
+    return _validate(data, where)

@@ -30,7 +30,7 @@ def test_round_trip_gives_the_same_outputs(trained: dict[str, Path]):
 
 def test_manifest_records_what_made_the_model(trained: dict[str, Path]):
     m = json.loads((trained["snn"] / MANIFEST).read_text())
-    assert m["format_version"] == 1 and m["zoo"]["name"] == "cnn"
+    assert m["format_version"] == 2 and m["zoo"]["name"] == "cnn"
     assert m["neuron"]["type"] == "lif" and m["T"] == 4 and m["encoding"] == "direct"
     assert m["recipe"]["name"] == "digits-snn" and m["seed"] == 0 and m["code_version"]
     assert 0 <= m["metrics"]["test_acc"] <= 1

@@ -16,15 +16,15 @@ from snnctl.config import load_recipe
 from snnctl.lm.bundle import load_lm
 from snnctl.lm.generate import Sampling
 from snnctl.lm.session import ChatSession
-from snnctl.lm.trainer import train_lm
 from snnctl.lm.tui import ChatApp, HistoryInput, Message
+from snnctl.training.trainer import train
 from tests.conftest import error_lines
 from tests.test_lm import TINY_SSM
 
 
 @pytest.fixture(scope="module")
 def chat_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_lm(load_recipe("chat-ssm", TINY_SSM), tmp_path_factory.mktemp("chat") / "bundle").out
+    return train(load_recipe("chat-ssm", TINY_SSM), tmp_path_factory.mktemp("chat") / "bundle").out
 
 
 @pytest.fixture

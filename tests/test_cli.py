@@ -58,7 +58,7 @@ def test_usage_error_exits_2(cli):
     ("args", "needles"),
     [
         (["--recipe", "no-such-recipe"], ["unknown recipe 'no-such-recipe'"]),
-        (["--recipe", "digits-snn", "--set", "train.lrr=1"], ["train.lrr", "no such recipe key"]),
+        (["--recipe", "digits-snn", "--set", "train.lrr=1"], ["train.lrr", "no such"]),
         (["--recipe", "digits-snn", "--set", "neuron.surrogate=boxcar"], ["neuron.surrogate"]),
         (["--recipe", "digits-snn", "--set", "data.name=mnist"], ["unknown dataset 'mnist'"]),
         (["--recipe", "digits-snn", "--set", "model.name=vgg99"], ["unknown model 'vgg99'"]),
@@ -133,3 +133,25 @@ def test_console_script_runs_as_a_real_process():
         "or give a path to a .toml file)"
     ]
     assert done.stdout == ""
+
+
+def test_a_name_claimed_twice_goes_to_the_builtin_and_is_reported_once(capsys, monkeypatch):
+    from snnctl import registry
+
+    monkeypatch.setattr(registry, "_clashes", {})  # this test's clashes stay out of `snnctl plugins`
+
+    claims = [registry.Entry("models", "net", "other:build", "snnctl-other"),
+              registry.Entry("models", "net", "snnctl.zoo.mlp:build", "snnctl"),
+              registry.Entry("models", "net", "third:build", "snnctl-third"),
+              registry.Entry("models", "solo", "other:solo", "snnctl-other")]
+    chosen = registry.resolve("test models", claims)
+    assert chosen["net"].package == "snnctl" and chosen["solo"].package == "snnctl-other"
+    registry.resolve("test models", claims)  # looked up again: no second warning
+    err = capsys.readouterr().err
+    assert err.count("warning: test model 'net' is provided by snnctl and snnctl-other, snnctl-third; "
+                     "using snnctl's") == 1
+    clash = next(c for c in registry.clashes() if c.kind == "test models")
+    assert [e.package for e in clash.ignored] == ["snnctl-other", "snnctl-third"]
+    third_party = registry.resolve("test others", claims[:1] + claims[2:3])
+    assert third_party["net"].package == "snnctl-other"  # no built-in: the first installed, and said so
+    assert "using snnctl-other's" in capsys.readouterr().err

@@ -315,7 +315,7 @@ def test_compile_cli_json_and_bad_input(tmp_path, cli):
              "--out", tmp_path / "onnx")
     assert ok.code == 0 and json.loads(ok.out)["roundtrip"]["spike_mismatch"] == 0.0
     for args, message in [
-        (("--target", "spinnaker"), "unknown compile target 'spinnaker'"),
+        (("--target", "spinnaker"), "no compile target 'spinnaker'"),
         (("--target", "nir", "--discretisation", "rk4"), "unknown discretisation 'rk4'"),
         (("--target", "nir", "--input-shape", "a,b"), "--input-shape expects"),
     ]:
@@ -324,3 +324,56 @@ def test_compile_cli_json_and_bad_input(tmp_path, cli):
     assert not (tmp_path / "bad").exists()
     missing = cli("compile", tmp_path / "nope", "--target", "nir")
     assert missing.code == 2 and "bundle not found" in missing.err
+
+
+def test_compile_dot_names_the_output_after_the_folder(tmp_path, cli, monkeypatch):
+    bundle = make_bundle(tmp_path / "b")
+    monkeypatch.chdir(bundle)
+    ok = cli("compile", ".", "--target", "nir", "--input-shape", "1,8,8", "--samples", "4", "--json")
+    assert ok.code == 0, ok.err
+    assert (tmp_path / "b-nir" / "compile.json").is_file()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    bad = cli("compile", ".", "--target", "nir")
+    assert bad.code == 2 and "not an snnctl bundle" in bad.err and bad.err.count("\n") == 1, bad.err
+
+
+def test_compile_input_shape_that_does_not_fit_is_one_line(tmp_path, cli):
+    bundle = make_bundle(tmp_path / "b")
+    bad = cli("compile", bundle, "--target", "nir", "--input-shape", "3,32,32", "--out", tmp_path / "out")
+    assert bad.code == 2 and bad.err.count("\n") == 1, bad.err
+    assert "--input-shape 3x32x32 does not fit" in bad.err and "1 input channel" in bad.err
+    assert "Traceback" not in bad.err and "ShapeProp" not in bad.err  # nothing from torch's tracer
+    assert not (tmp_path / "out").exists()
+    from snnctl.config import load_recipe
+
+    recorded = tmp_path / "r"  # a bundle whose recipe names its dataset (digits: 1x8x8)
+    model = build_network("cnn", CNN, kind="snn", neuron=ZERO, T=4).eval()
+    recipe = load_recipe("digits-snn").model_dump(mode="json")
+    save_bundle(recorded, model, make_manifest(zoo_name="cnn", zoo_config=CNN, kind="snn", neuron=ZERO, T=4,
+                                               encoding="direct", recipe=recipe))
+    named = cli("compile", recorded, "--target", "onnx", "--input-shape", "3,8,8", "--out", tmp_path / "o2")
+    assert named.code == 2 and "3x8x8 does not fit the model, which takes 1x8x8" in named.err, named.err
+    assert "use --input-shape 1,8,8" in named.err and named.err.count("\n") == 1
+
+
+def test_result_table_copes_with_a_third_party_target_report(capsys):
+    from snnctl_plugins.compile import print_summary
+
+    print_summary({"target": "echo", "out": "o", "artifacts": {"echo": "echo.json"}, "roundtrip": {}})
+    assert "Wrote o (echo.json, compile.json)" in capsys.readouterr().out
+    print_summary({"out": "o", "roundtrip": {"layers": [{"layer": "lif1", "mismatch": 0.5}]}})
+    assert "lif1" in capsys.readouterr().out
+
+
+def test_targets_declare_whether_they_take_converted_snns():
+    from snnctl.backends.targets import find_target
+
+    assert find_target("onnx", converted=True) is compile_onnx
+    assert find_target("loihi", converted=True) is compile_loihi
+    for name in ("nir", "lava"):
+        with pytest.raises(UserError, match=r"does not take converted SNNs.*use --target loihi or onnx"):
+            find_target(name, converted=True)
+    with pytest.raises(UserError, match=r"no compile target 'x'.*installed: lava, loihi, nir, onnx"):
+        find_target("x")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,49 @@ def test_bad_settings_are_a_user_error(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SNNCTL_THREADS", "zero")
     with pytest.raises(UserError, match="threads"):
         load_settings()
+
+
+def test_log_level_sets_the_level_of_snnctls_loggers(monkeypatch: pytest.MonkeyPatch):
+    import logging
+
+    from snnctl.config import prepare_runtime
+
+    monkeypatch.setenv("SNNCTL_LOG_LEVEL", "debug")
+    prepare_runtime("cpu")
+    assert logging.getLogger("snnctl.training.loop").getEffectiveLevel() == logging.DEBUG
+    monkeypatch.setenv("SNNCTL_LOG_LEVEL", "warning")
+    prepare_runtime("cpu")
+    assert logging.getLogger("snnctl.training.loop").getEffectiveLevel() == logging.WARNING
+
+
+@pytest.mark.parametrize("name", ["tpu", "cpu:0", "cuda:x", "", "cuda:99"])
+def test_devices_torch_or_this_machine_lacks_are_user_errors(name: str):
+    from snnctl.config import resolve_device
+
+    with pytest.raises(UserError, match="device"):
+        resolve_device(name)
+
+
+def test_word_lists_come_from_their_registries():
+    from snnctl.data.encoders import ENCODINGS
+    from snnctl.robust.noise import NOISE_MODELS
+
+    for encoding in ENCODINGS:
+        assert load_recipe("digits-snn", [f"encoding.type={encoding}"]).encoding.type == encoding
+    with pytest.raises(UserError, match=re.escape("expected one of: " + ", ".join(ENCODINGS))):
+        load_recipe("digits-snn", ["encoding.type=morse"])
+    noise = next(n for n in NOISE_MODELS if n != "weight")
+    assert load_recipe("digits-snn", [f"data.augment.noise={noise}"]).data.augment.noise == noise
+    with pytest.raises(UserError, match=r"data\.augment\.noise"):
+        load_recipe("digits-snn", ["data.augment.noise=weight"])
+
+
+def test_old_recipes_get_their_task_from_the_lm_table(tmp_path: Path):
+    text = '[model]\nname = "spiking-ssm"\n[data]\nname = "tinyshakespeare"\n[lm]\nsteps = 3\n'
+    lm = write(tmp_path / "lm.toml", text)
+    assert load_recipe(str(lm)).task == "lm"
+    with pytest.raises(UserError, match=r"train\.epochs: unknown key"):
+        write(tmp_path / "bad.toml", lm.read_text() + "[train]\nepochs = 3\n")
+        load_recipe(str(tmp_path / "bad.toml"))
+    with pytest.raises(UserError, match="task: expected one of classify, lm"):
+        load_recipe(str(lm), ["task=distill"])

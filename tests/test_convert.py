@@ -13,8 +13,9 @@ from torch import nn
 from snnctl.conversion import calibrate as K
 from snnctl.conversion import convert as C
 from snnctl.conversion.graph import neurons, rewrite
-from snnctl.conversion.neuron import QCFS, AnalogOp, Converted, RateMaxPool
+from snnctl.conversion.neuron import AnalogOp, Converted, RateMaxPool
 from snnctl.errors import UserError
+from snnctl.nn.qcfs import QCFS
 from snnctl.zoo import Network
 
 
@@ -203,7 +204,7 @@ def test_convert_cli_bad_input_exits_2_and_writes_nothing(cli, trained, tmp_path
     for args, words in [
         ((trained["snn"], "--dataset", "digits"), "already an SNN"),
         (("cnn", "--out", out), "add --dataset"),
-        (("cnn", "--dataset", "digits", "--target", "nosuch", "--out", out), "no compile target 'nosuch'"),
+        (("cnn", "--dataset", "digits", "--target", "nosuch", "--out", out), "compile target 'nosuch'"),
         (("cnn", "--dataset", "digits", "--target", "lava", "--out", out), "does not take converted SNNs"),
         (("nope",), "unknown model 'nope'"),
         (("cnn", "--dataset", "digits", "--method", "spiky", "--out", out), "unknown method"),
@@ -398,3 +399,107 @@ def test_convert_target_loihi_runs_end_to_end_bit_exact_in_lava(cli, tmp_path):
     assert set(trip["accuracy"]) == {"reference", "compiled"}
     assert (out / "compiled-loihi" / "loihi_graph.json").is_file()
     assert (out / "compiled-loihi" / "loihi_weights.safetensors").is_file()
+
+
+def _one_line_exit_2(r, *words: str) -> None:
+    from tests.conftest import error_lines
+
+    assert r.code == 2, r.err
+    lines = error_lines(r.err)
+    assert len(lines) == 1 and "Traceback" not in r.err, r.err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_data_that_does_not_fit_the_ann_names_both_shapes(cli, trained, tmp_path):
+    """A digits ANN with SST-2 (token ids): refused before converting, naming what each side has."""
+    from snnctl.data import sst2
+
+    try:
+        sst2.load(train_limit=64, vocab_size=200)
+    except UserError:
+        pytest.skip("../shared/data/sst2 is not on this machine")
+    out = tmp_path / "never"
+    r = cli("convert", trained["ann"], "--dataset", "sst2", "--out", out)
+    _one_line_exit_2(r, "float inputs of shape (1, ...", "sst2 gives token ids of shape")
+    assert not out.exists()
+
+
+def test_bad_out_is_refused_before_any_work(cli, trained, tmp_path):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    for out, words in [(a_file, "names an existing file"), (a_file / "sub", "lies under a file"),
+                       (Path("/proc/snnctl-test/out"), "not writable")]:
+        if str(out).startswith("/proc") and not Path("/proc").is_dir():
+            continue
+        _one_line_exit_2(cli("convert", trained["ann"], "--dataset", "digits", "--out", out), "--out", *[words])
+        _one_line_exit_2(cli("calibrate", trained["ann"], "--dataset", "digits", "--out", out), "not a converted")
+    conv = tmp_path / "conv"
+    assert cli("convert", trained["ann"], "--dataset", "digits", "--T", "2", "--out", conv).code == 0
+    _one_line_exit_2(cli("calibrate", conv, "--dataset", "digits", "--out", a_file), "names an existing file")
+    _one_line_exit_2(cli("calibrate", conv, "--dataset", "digits", "--out", conv), "is the input bundle")
+    assert a_file.read_text() == "x"
+
+
+def test_unknown_device_is_a_usage_error(cli, trained, tmp_path):
+    for args in (("convert", trained["ann"], "--dataset", "digits"), ("calibrate", trained["ann"], "--dataset",
+                 "digits"), ("bench", trained["ann"], "--dataset", "digits")):
+        _one_line_exit_2(cli(*args, "--device", "tpu", "--out", tmp_path / "never"), "tpu")
+    assert not (tmp_path / "never").exists()
+
+
+def test_bench_on_a_text_corpus_is_a_usage_error(cli, trained):
+    from snnctl.data import find_shared
+
+    try:
+        find_shared("tinyshakespeare", ("input.txt",))
+    except UserError:
+        pytest.skip("../shared/data/tinyshakespeare is not on this machine")
+    _one_line_exit_2(cli("bench", trained["ann"], "--dataset", "tinyshakespeare"), "not a labelled classification")
+
+
+def test_data_free_conversion_warns_and_records_it(cli, tmp_path):
+    """No --dataset: thresholds from activations on uniform random inputs, said in a warning and the
+    manifest; no accuracy is claimed."""
+    from snnctl.artifact import load_bundle
+
+    out = tmp_path / "cnn"
+    r = cli("convert", "cnn", "--set", "channels=[4, 8]", "--input-shape", "1,8,8", "--T", "2", "--out", out,
+            "--json")
+    assert r.code == 0, r.err
+    summary = json.loads(r.out)
+    assert "test_acc" not in summary and any("data-free" in w for w in summary["warnings"])
+    assert any("untrained" in w for w in summary["warnings"]) and "accuracy is unmeasured" in r.err
+    info = load_bundle(out).manifest["conversion"]
+    assert info["data_free"] is True and info["calibration_samples"] == 0
+    _one_line_exit_2(cli("convert", "cnn", "--out", tmp_path / "never"), "add --dataset", "--input-shape")
+    _one_line_exit_2(cli("convert", "cnn", "--input-shape", "3,x", "--out", tmp_path / "never"), "--input-shape")
+
+
+def test_average_maxpool_is_reported_and_survives_reload(tmp_path):
+    """--maxpool average swaps the ImageNet stem's max pooling for average pooling + ReLU: exactly the
+    ANN with average pooling, listed as a replacement, rebuilt the same way on load."""
+    from snnctl.zoo import build_network
+
+    torch.manual_seed(0)
+    net = build_network("resnet18", {"num_classes": 10, "width": 8}, kind="ann")
+    gm, report = rewrite(net.body.eval(), maxpool="average")
+    assert [r["op"] for r in report.replaced] == ["MaxPool2d '0.3'"] and not report.moved
+    x = torch.rand(2, 3, 32, 32)
+    net.body[0][3] = nn.AvgPool2d(3, 2, 1)
+    with torch.no_grad(), C.analog(gm):
+        torch.testing.assert_close(gm(x), net.body(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_design_card_resnet18_to_loihi_runs_without_data(cli, tmp_path):
+    """`snnctl convert resnet18 --target loihi` as on the design card (at 32x32 here to stay fast; the
+    verbatim line uses the ImageNet stem's 224x224): data-free thresholds, the stem's max pooling
+    replaced by average pooling, untrained weights said, compiled to Loihi."""
+    out = tmp_path / "r18"
+    r = cli("convert", "resnet18", "--target", "loihi", "--input-shape", "3,32,32", "--out", out, "--json")
+    assert r.code == 0, r.err
+    summary = json.loads(r.out)
+    assert summary["report"]["replaced"] == 1 and summary["compiled"]["target"] == "loihi"
+    assert any("untrained" in w for w in summary["warnings"])
+    assert (out / "compiled-loihi" / "loihi_graph.json").is_file()

@@ -18,7 +18,7 @@ from snnctl.lm.generate import Generator, ReplyStats, Sampling, pick
 from snnctl.lm.models import build_lm
 from snnctl.lm.session import ChatSession
 from snnctl.lm.ssm import S4D
-from snnctl.lm.trainer import train_lm
+from snnctl.training.trainer import train
 
 TINY_SSM = ["model.config.d_model=32", "model.config.n_layers=2", "model.config.d_state=8", "lm.seq_len=32",
             "lm.steps=6", "lm.eval_every=3", "lm.eval_windows=2", "train.batch_size=4", "train.log_every=2",
@@ -28,13 +28,13 @@ TINY_SSM = ["model.config.d_model=32", "model.config.n_layers=2", "model.config.
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """small-ssm shrunk to seconds: a real bundle on tinyshakespeare."""
-    return train_lm(load_recipe("small-ssm", TINY_SSM), tmp_path_factory.mktemp("lm") / "ssm").out
+    return train(load_recipe("small-ssm", TINY_SSM), tmp_path_factory.mktemp("lm") / "ssm").out
 
 
 @pytest.fixture(scope="module")
 def tiny_chat(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """chat-ssm shrunk: a dialogue bundle with the chat template."""
-    return train_lm(load_recipe("chat-ssm", TINY_SSM), tmp_path_factory.mktemp("lm") / "chat").out
+    return train(load_recipe("chat-ssm", TINY_SSM), tmp_path_factory.mktemp("lm") / "chat").out
 
 
 def merges(tok) -> list:
@@ -196,7 +196,7 @@ def test_twins_have_about_the_same_parameter_count() -> None:
 
 def test_training_writes_a_language_model_bundle(tiny_lm: Path) -> None:
     manifest = json.loads((tiny_lm / "snnctl.json").read_text())
-    assert manifest["task"] == "lm" and manifest["kind"] == "snn"
+    assert manifest["kind"] == "lm" and manifest["lm"]["spiking"] is True
     assert manifest["tokenizer"] == "tokenizer.json" and (tiny_lm / "tokenizer.json").is_file()
     assert manifest["chat"]["mode"] == "continuation" and not manifest["chat"]["instruction_tuned"]
     m = manifest["metrics"]
@@ -209,22 +209,26 @@ def test_training_writes_a_language_model_bundle(tiny_lm: Path) -> None:
     assert bundle.tokenizer.get_vocab_size() == bundle.model.vocab_size == 259
 
 
-def test_resumed_training_equals_uninterrupted(tmp_path: Path) -> None:
-    recipe = load_recipe("small-ssm", TINY_SSM)
-    whole = train_lm(recipe, tmp_path / "whole").out
+@pytest.mark.parametrize(("cadence", "stop"), [
+    ([], 4),  # log every 2, checkpoint every 3: after the step-3 checkpoint and one step resuming must redo
+    (["train.log_every=4", "train.checkpoint_every=2", "lm.eval_every=5"], 5),
+])
+def test_resumed_training_equals_uninterrupted(tmp_path: Path, cadence: list[str], stop: int) -> None:
+    recipe = load_recipe("small-ssm", [*TINY_SSM, *cadence])
+    whole = train(recipe, tmp_path / "whole").out
 
     def interrupt(step: int, total: int, info: dict) -> None:
-        if step == 4:  # after the step-3 checkpoint and one more step that resuming must redo
+        if step == stop:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_lm(recipe, tmp_path / "part", on_step=interrupt)
-    resumed = train_lm(recipe, tmp_path / "part", resume=True).out
+        train(recipe, tmp_path / "part", on_step=interrupt)
+    resumed = train(recipe, tmp_path / "part", resume=True).out
     a, b = load_lm(whole).model.state_dict(), load_lm(resumed).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (whole / "metrics.jsonl").read_text() == (resumed / "metrics.jsonl").read_text()
     with pytest.raises(UserError, match="different recipe"):
-        train_lm(load_recipe("small-ssm", [*TINY_SSM, "train.lr=1e-4"]), tmp_path / "part", resume=True)
+        train(load_recipe("small-ssm", [*TINY_SSM, "train.lr=1e-4"]), tmp_path / "part", resume=True)
 
 
 def test_bundle_kinds_are_not_mixed_up(tiny_lm: Path, trained: dict[str, Path], tmp_path: Path) -> None:
@@ -247,8 +251,6 @@ def test_bundle_kinds_are_not_mixed_up(tiny_lm: Path, trained: dict[str, Path], 
 
 
 def test_recipes_and_datasets_of_the_wrong_task_are_refused(tmp_path: Path) -> None:
-    from snnctl.training.trainer import train
-
     with pytest.raises(UserError, match="not a text corpus"):
         train(load_recipe("small-ssm", [*TINY_SSM, "data.name=sst2"]), tmp_path / "a")
     with pytest.raises(UserError, match="text corpus, not a labelled dataset"):
@@ -261,7 +263,7 @@ def test_recipes_and_datasets_of_the_wrong_task_are_refused(tmp_path: Path) -> N
 
 
 def test_bpe_recipe_trains_and_scores_in_bits_per_byte(tmp_path: Path) -> None:
-    out = train_lm(load_recipe("small-ssm", [*TINY_SSM, "lm.tokenizer=bpe", "lm.bpe_vocab=400"]), tmp_path / "b").out
+    out = train(load_recipe("small-ssm", [*TINY_SSM, "lm.tokenizer=bpe", "lm.bpe_vocab=400"]), tmp_path / "b").out
     bundle = load_lm(out)
     m = bundle.manifest["metrics"]
     assert bundle.tokenizer.get_vocab_size() == 400 and merges(bundle.tokenizer)
@@ -342,3 +344,19 @@ def test_seeded_replies_repeat_and_reset_forgets(tiny_chat: Path) -> None:
     session.ask("Tell me a joke")
     session.reset()
     assert session.ask("How are you?")[0] == first  # the state is fresh again
+
+
+def test_models_declare_their_parameter_groups() -> None:
+    """The SSM keeps A and dt apart (their own rate, no decay); embeddings, norms and biases get no decay."""
+    ssm = build_lm("spiking-ssm", "snn", {"vocab_size": 16, "d_model": 8, "n_layers": 1, "d_state": 4})
+    groups = {g["name"]: g for g in ssm.param_groups(0.1)}
+    block = ssm.blocks[0]
+    assert [id(p) for p in groups["ssm_dynamics"]["params"]] == [
+        id(block.ssm.log_dt), id(block.ssm.log_A_real), id(block.ssm.A_imag)]
+    assert groups["decayed"]["weight_decay"] == 0.1 and groups["plain"]["weight_decay"] == 0.0
+    assert any(p is ssm.embed.weight for p in groups["plain"]["params"])
+    assert any(p is block.mix.weight for p in groups["decayed"]["params"])
+    assert sum(len(g["params"]) for g in groups.values()) == len(list(ssm.parameters()))
+    gpt = build_lm("gpt2", "ann", {"vocab_size": 16, "n_layer": 1, "n_embd": 8, "n_head": 2, "n_positions": 16})
+    plain = {id(p) for g in gpt.param_groups(0.1) if g["name"] == "plain" for p in g["params"]}
+    assert id(gpt.net.transformer.wte.weight) in plain and id(gpt.net.transformer.wpe.weight) in plain

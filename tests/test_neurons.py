@@ -107,3 +107,51 @@ def test_bad_parameters_are_refused():
         LIF(tau=2.0, decay=0.5)
     with pytest.raises(ValueError, match="reset"):
         LIF(reset="sideways")
+
+
+# ------------------------------------------------------------------ declared parameters (recipe [neuron])
+
+def test_each_neuron_declares_its_own_recipe_keys():
+    from snnctl.nn import expected_keys
+
+    assert set(AdaptiveLIF.Params.model_fields) == {"adapt_decay", "adapt_scale"}
+    assert set(GradedLIF.Params.model_fields) == {"levels"}
+    assert not LIF.Params.model_fields and "levels" not in expected_keys(LIF)
+
+
+def test_neuron_table_is_validated_against_the_chosen_neuron():
+    from snnctl.config import NeuronSection
+
+    alif = NeuronSection.model_validate({"type": "alif", "adapt_decay": 0.5}).model_dump()
+    assert alif["adapt_decay"] == 0.5 and alif["adapt_scale"] == 0.2 and "levels" not in alif
+    with pytest.raises(ValueError, match="levels"):
+        NeuronSection.model_validate({"type": "lif", "levels": 8})
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        NeuronSection.model_validate({"type": "graded", "levels": 0})
+    with pytest.raises(ValueError, match="give tau or decay, not both"):
+        NeuronSection.model_validate({"tau": 2.0, "decay": 0.5})
+    with pytest.raises(ValueError, match="unknown neuron 'hh'"):
+        NeuronSection.model_validate({"type": "hh"})
+
+
+def test_a_recipe_copy_from_before_declared_parameters_still_loads():
+    """Version-1 bundles kept every built-in neuron's keys at their defaults, whatever the neuron."""
+    from snnctl.config import NeuronSection
+    from snnctl.nn import neuron_factory
+
+    old = {"type": "lif", "threshold": 1.0, "tau": 2.0, "decay": None, "reset": "subtract", "v_init": 0.0,
+           "surrogate": "atan", "surrogate_width": 0.5, "detach_reset": False, "adapt_decay": 0.95,
+           "adapt_scale": 0.2, "levels": 4}
+    assert "levels" not in NeuronSection.model_validate(old).model_dump()
+    neuron = neuron_factory(old)()
+    assert isinstance(neuron, LIF) and neuron.decay.item() == pytest.approx(0.5)
+    graded = neuron_factory({**old, "type": "graded", "tau": None, "levels": 3})()
+    assert isinstance(graded, GradedLIF) and graded.levels == 3
+
+
+def test_neuron_factory_refuses_a_key_the_neuron_does_not_declare():
+    from snnctl.errors import UserError
+    from snnctl.nn import neuron_factory
+
+    with pytest.raises(UserError, match=r"neuron 'lif': levels: unknown key.*expected one of: .*threshold"):
+        neuron_factory({"type": "lif", "levels": 8})

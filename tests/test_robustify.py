@@ -84,7 +84,8 @@ def test_logic_gated_refuses_layers_and_anns_by_name(cli, trained, tmp_path: Pat
     assert result.code == 2 and "layer 1 (BatchNorm2d)" in result.err and len(error_lines(result.err)) == 1
     result = cli("robustify", trained["ann"], "--dataset", "digits", "--logic-gated", "--noise-model",
                  "salt_pepper", "--out", out)
-    assert result.code == 2 and "logic-gated models are SNNs" in result.err
+    # the recipe validator words it (config.py): logic-gated needs an SNN
+    assert result.code == 2 and "logic" in result.err and "snn" in result.err.lower()
     result = cli("robustify", trained["snn"], "--dataset", "digits", "--out", out)
     assert result.code == 2 and "needs binary inputs" in result.err
     assert not out.exists()
@@ -123,3 +124,14 @@ def test_bitflip_reference_reads_clean_digits_and_is_at_chance_at_half() -> None
     clean, half = noise_curve(BitflipReference(ds), ds, NOISE_MODELS["bitflip"], [0.0, 0.5], repeats=3)
     assert clean["accuracy"] > 0.9
     assert abs(half["accuracy"] - chance_level(ds)) <= half["ci95"] + 0.02
+
+
+def test_robustify_bad_out_or_device_is_refused_before_training(cli, binary_snn: Path, tmp_path: Path) -> None:
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    for args, words in [(("--out", a_file), "names an existing file"), (("--out", a_file / "sub"), "under a file"),
+                        (("--out", binary_snn), "is the input bundle"), (("--device", "tpu"), "tpu")]:
+        result = cli("robustify", binary_snn, "--dataset", "digits", *args)
+        lines = error_lines(result.err)
+        assert result.code == 2 and len(lines) == 1 and words in lines[0], result.err
+    assert a_file.read_text() == "x" and not (tmp_path / f"{binary_snn.name}-robust").exists()

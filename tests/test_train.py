@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from snnctl.config import load_recipe
 from snnctl.errors import UserError
 from snnctl.training.trainer import METRICS, learning_rate, train
+from tests.conftest import error_lines
 
 # rate encoding: the encoder draws random numbers every step, which resume must reproduce too
 SMALL = ["train.epochs=2", "train.checkpoint_every=5", "train.log_every=5", "model.config.channels=[4, 8]",
@@ -77,3 +79,104 @@ def test_cosine_schedule_with_warmup():
     assert learning_rate(10, 110, recipe) == pytest.approx(1.0)
     assert learning_rate(60, 110, recipe) == pytest.approx(0.5)
     assert learning_rate(109, 110, recipe) < 0.01
+
+
+# -- resume at several cadences ---------------------------------------------------------------------
+
+CADENCES = [  # (log_every, checkpoint_every, interrupted after step); 5/5 is the first test's
+    (4, 5, 13),
+    (3, 7, 16),
+]
+
+
+@pytest.mark.parametrize(("log_every", "checkpoint_every", "stop"), CADENCES)
+def test_resumed_metrics_equal_uninterrupted_ones_at_any_cadence(tmp_path: Path, log_every: int,
+                                                                  checkpoint_every: int, stop: int):
+    cadence = [f"train.log_every={log_every}", f"train.checkpoint_every={checkpoint_every}"]
+    recipe = load_recipe("digits-snn", [*SMALL, *cadence])
+    whole = train(recipe, tmp_path / "whole")
+    with pytest.raises(Interrupt):
+        train(recipe, tmp_path / "cut", on_step=stop_at(stop))
+    resumed = train(recipe, tmp_path / "cut", resume=True)
+    assert (whole.out / METRICS).read_text() == (resumed.out / METRICS).read_text()
+    a, b = load_file(whole.out / "model.safetensors"), load_file(resumed.out / "model.safetensors")
+    assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_the_task_comes_from_the_recipe_through_the_tasks_group():
+    from snnctl import registry
+
+    assert set(registry.entries("tasks")) >= {"classify", "lm"}
+    assert load_recipe("digits-snn").task == "classify" and load_recipe("small-ssm").task == "lm"
+
+
+# -- bad input on the command line: exit 2, one line, nothing written -----------------------------
+
+def _refused(cli, tmp_path: Path, *args: str, match: str) -> None:
+    result = cli(*args)
+    lines = error_lines(result.err)
+    assert result.code == 2, result.err
+    assert len(lines) == 1 and match in lines[0], lines
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="triton may fit where there is a GPU")
+def test_a_kernel_that_does_not_fit_the_device_is_refused_before_writing(cli, tmp_path: Path):
+    _refused(cli, tmp_path, "train", "--recipe", "digits-snn", "--kernel", "triton", "--out", tmp_path / "run",
+             match="kernel 'triton'")
+
+
+def test_an_unknown_device_is_refused(cli, tmp_path: Path):
+    _refused(cli, tmp_path, "train", "--recipe", "digits-snn", "--device", "tpu", "--out", tmp_path / "run",
+             match="unknown device 'tpu'")
+
+
+def test_an_out_that_is_a_file_or_under_one_or_unwritable_is_refused_first(cli, tmp_path: Path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out, match in ((afile, "existing file"), (afile / "run", "under a file"), (Path("/proc/run"), "not writable")):
+        _refused(cli, tmp_path, "train", "--recipe", "digits-snn", "--out", out, match=match)
+    assert afile.read_text() == "x"
+
+
+def test_a_seed_out_of_range_is_a_recipe_error(cli, tmp_path: Path):
+    _refused(cli, tmp_path, "train", "--recipe", "digits-snn", "--set", "train.seed=99999999999999999999999",
+             "--out", tmp_path / "run", match="train.seed")
+
+
+def test_a_binary_recipe_file_is_refused(cli, tmp_path: Path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_bytes(bytes(range(256)))
+    _refused(cli, tmp_path, "train", "--recipe", recipe, "--out", tmp_path / "run", match="not a text file")
+
+
+def test_set_under_a_value_is_refused(cli, tmp_path: Path):
+    _refused(cli, tmp_path, "train", "--recipe", "digits-snn", "--set", "model.config=5",
+             "--set", "model.config.a=1", "--out", tmp_path / "run", match="model.config is 5, not a table")
+
+
+def test_an_lm_recipe_refuses_classifier_keys(cli, tmp_path: Path):
+    _refused(cli, tmp_path, "recipes", "show", "small-ssm", "--set", "train.optimizer=sgd",
+             "--set", "neuron.type=alif", match="train.optimizer: no such key in a recipe of task 'lm'")
+    _refused(cli, tmp_path, "recipes", "show", "small-ssm", "--set", "neuron.type=alif",
+             match="neuron.type: no such key")
+    assert cli("recipes", "show", "small-ssm", "--set", "train.lr=1e-3").code == 0
+
+
+def test_logic_gated_rules_live_in_the_recipe_schema():
+    with pytest.raises(UserError, match=r"needs model\.kind = 'snn'"):
+        load_recipe("digits-ann", ["model.logic_gated=true"])
+    with pytest.raises(UserError, match="fixed threshold, not 'alif'"):
+        load_recipe("digits-snn", ["model.logic_gated=true", "neuron.type=alif"])
+
+
+def test_a_forced_kernel_that_does_not_take_the_model_is_found_before_writing(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch):
+    from snnctl.nn import kernels
+    from snnctl.nn.kernels import lif
+
+    monkeypatch.setitem(kernels._default, "kernel", "c")
+    monkeypatch.setattr(lif, "c_fits", lambda *args: False)  # as for input the native kernel cannot take
+    with pytest.raises(UserError, match="kernel 'c' needs"):
+        train(load_recipe("digits-snn", SMALL), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -25,6 +25,7 @@ from snnctl.backends.chain import Population, lower
 from snnctl.backends.extract import to_nir
 from snnctl.backends.nir_target import network_from_nir
 from snnctl.backends.roundtrip import Run, compare, encoded, run_torch
+from snnctl.data.encoders import ENCODINGS
 from snnctl.errors import UserError
 
 # Loihi 2 chip totals (Intel; open-neuromorphic.org's Loihi 2 page): 128 neuro cores, up to 1 M
@@ -59,7 +60,7 @@ def summarise_resources(counts: list[tuple[str, int, int]]) -> dict[str, Any]:
 def _chain(bundle: Any, options: Any, inputs: Any, T: int) -> tuple[list[Population], torch.Tensor, Run]:
     model = bundle.model
     shape = tuple(inputs.x.shape[1:])
-    if model.encoding not in ("direct", "rate", "poisson", "latency"):
+    if model.encoding not in ENCODINGS:
         raise UserError(f"encoding {model.encoding} is not supported on lava/loihi")
     net, _ = network_from_nir(to_nir(model, shape, options.export), options.export, T, model.encoding)
     pops = lower(net, shape)

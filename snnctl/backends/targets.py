@@ -1,8 +1,10 @@
 """The compile targets behind `snnctl compile` (entry-point group `snnctl.targets`).
 
-A target is a function `compile(bundle, out, options=None) -> dict`: it writes its artifacts into
-`out`, runs the round-trip check and writes `compile.json` (options, artifacts, round-trip report)
-last, so a folder with `compile.json` is a finished compile.
+A target is a function `compile(bundle, out, options=None) -> dict` (the `CompileTarget` contract in
+`snnctl.contracts`): it writes its artifacts into `out`, runs the round-trip check and writes
+`compile.json` (options, artifacts, round-trip report) last, so a folder with `compile.json` is a
+finished compile. A target that also compiles converted SNNs says so itself (`takes_converted`);
+`find_target` is the one way the commands look a target up.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import torch
 
-from snnctl import __version__
+from snnctl import __version__, contracts, registry
 from snnctl.artifact import Bundle, load_bundle, write_atomic
 from snnctl.backends.extract import ExportOptions
 from snnctl.errors import UserError
@@ -60,22 +62,45 @@ class Inputs:
     source: str
 
 
-# Targets that take converted SNNs (threshold-scaled IF/graded neurons, rate-gated max pooling) too;
-# loihi takes those without max pooling or graded spikes, and says so by layer name.
-TAKES_CONVERTED = ("onnx", "loihi")
+def find_target(name: str, *, converted: bool = False) -> contracts.CompileTarget:
+    """The installed compile target `name`, looked up before any work so a typo (or, with `converted`, a
+    target that does not declare it takes converted SNNs) costs nothing."""
+    table = registry.entries("targets")
+    if name not in table:
+        known = ", ".join(table) or "none"
+        raise UserError(f"no compile target '{name}'", where="--target",
+                        hint=f"installed: {known}; see `snnctl compile --list`")
+    target = table[name].load()
+    if converted and not contracts.takes_converted(target):
+        able = [n for n, e in table.items() if contracts.takes_converted(e.load())]
+        raise UserError(f"the {name} target does not take converted SNNs (per-channel thresholds, subtractive "
+                        "reset)", where="--target", hint=f"use --target {' or '.join(able) or '(none installed)'}")
+    return target
+
+
+def _takes_converted(name: str) -> bool:
+    entry = registry.entries("targets").get(name)
+    return entry is not None and contracts.takes_converted(entry.load())
 
 
 def check_converted(target: str, model: torch.nn.Module, input_shape: tuple[int, ...]) -> None:
-    """Refuse a converted SNN the target cannot map, naming the layer, before anything is written."""
-    if target == "loihi":
-        from snnctl.backends import dag
+    """Refuse a converted SNN the target cannot map, naming the layer, before anything is written
+    (through the check the target declares, if any)."""
+    check = contracts.converted_check(find_target(target, converted=True))
+    if check is not None:
+        check(model, input_shape)
 
-        dag.lower(model, input_shape)
+
+def _loihi_lowers(model: torch.nn.Module, input_shape: tuple[int, ...]) -> None:
+    """Loihi takes converted SNNs without max pooling or graded spikes, and says so by layer name."""
+    from snnctl.backends import dag
+
+    dag.lower(model, input_shape)
 
 
 def spiking_bundle(path: Path, target: str) -> Bundle:
     bundle = load_bundle(path)
-    if bundle.manifest["kind"] == "converted" and target in TAKES_CONVERTED:
+    if bundle.manifest["kind"] == "converted" and _takes_converted(target):
         return bundle
     if bundle.manifest["kind"] != "snn":
         raise UserError(f"the {target} target compiles SNN bundles; this one is {bundle.manifest['kind']}",
@@ -99,16 +124,59 @@ def round_trip_inputs(bundle: Bundle, options: CompileOptions) -> Inputs:
         check_compatible(bundle.model, ds, str(bundle.path))
         n = min(options.samples, len(ds.y_test))
         return Inputs(ds.x_test[:n].float(), ds.y_test[:n], f"{ds.name} test split, first {n}")
-    shape = options.input_shape
-    if shape is None and bundle.manifest["zoo"].get("config", {}).get("input_shape"):
-        shape = tuple(bundle.manifest["zoo"]["config"]["input_shape"])  # a NIR import records its input shape
-    if shape is None and recorded and recorded.get("name"):
-        shape = tuple(load_as_recorded(recorded["name"], recorded).input_shape)
+    shape = options.input_shape or recorded_shape(bundle)
     if shape is None:
         raise UserError("cannot tell the model's input shape", where=str(bundle.path),
                         hint="pass --dataset NAME or --input-shape C,H,W")
+    if options.input_shape is not None:  # the user's shape; the others are the bundle's own
+        check_fits(bundle, tuple(shape))
     gen = torch.Generator().manual_seed(options.seed)
     return Inputs(torch.rand(options.samples, *shape, generator=gen), None, f"{options.samples} uniform random inputs")
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in shape)
+
+
+def first_layer_input(model: torch.nn.Module) -> str:
+    """What the model's first weighted layer takes, in words (for a shape mismatch message)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.conv._ConvNd):
+            return f"{module.in_channels} input channel(s)"
+        if isinstance(module, torch.nn.Linear):
+            return f"{module.in_features} input values"
+    return "another shape"
+
+
+def check_fits(bundle: Bundle, shape: tuple[int, ...]) -> None:
+    """One example of `shape` through the model before anything is traced or written, so a wrong
+    --input-shape is one line naming both shapes, not a tracing log."""
+    T = bundle.model.T
+    try:
+        bundle.model.T = 1
+        with torch.no_grad():
+            bundle.model(torch.zeros(1, *shape))
+    except (RuntimeError, ValueError, IndexError) as err:
+        expected = recorded_shape(bundle)
+        takes = _shape(expected) if expected else f"{first_layer_input(bundle.model)} in its first layer"
+        raise UserError(f"--input-shape {_shape(shape)} does not fit the model, which takes {takes} "
+                        f"({str(err).splitlines()[0]})", where=str(bundle.path),
+                        hint=f"use --input-shape {','.join(map(str, expected))}" if expected
+                        else "pass the shape the model was trained on, or --dataset NAME") from None
+    finally:
+        bundle.model.T = T
+
+
+def recorded_shape(bundle: Bundle) -> tuple[int, ...] | None:
+    """The input shape the bundle records: a NIR import's own, or that of the data it was made with."""
+    if bundle.manifest["zoo"].get("config", {}).get("input_shape"):
+        return tuple(bundle.manifest["zoo"]["config"]["input_shape"])
+    recorded = recorded_data(bundle.manifest)
+    if recorded and recorded.get("name"):
+        from snnctl.data import load_as_recorded
+
+        return tuple(load_as_recorded(recorded["name"], recorded).input_shape)
+    return None
 
 
 def finish(stage: Path, out: Path, target: str, bundle: Bundle, options: CompileOptions, artifacts: dict[str, str],
@@ -170,6 +238,7 @@ def run_target(target: str, bundle_path: Path | str, out: Path | str, options: C
     return summary
 
 
+@contracts.compile_target(takes_converted=False)
 def compile_nir(bundle: Path | str, out: Path | str, options: CompileOptions | None = None) -> dict[str, Any]:
     """Write model.nir, read it back, run it as an snnctl graph network and compare."""
     from snnctl.backends import nir_target
@@ -177,6 +246,7 @@ def compile_nir(bundle: Path | str, out: Path | str, options: CompileOptions | N
     return run_target("nir", bundle, out, options, nir_target.compile_and_check)
 
 
+@contracts.compile_target(takes_converted=True)
 def compile_onnx(bundle: Path | str, out: Path | str, options: CompileOptions | None = None) -> dict[str, Any]:
     """Write model.step.onnx and model.seq.onnx (Scan over time), check them with onnxruntime."""
     from snnctl.backends import onnx_target
@@ -184,6 +254,7 @@ def compile_onnx(bundle: Path | str, out: Path | str, options: CompileOptions | 
     return run_target("onnx", bundle, out, options, onnx_target.compile_and_check)
 
 
+@contracts.compile_target(takes_converted=True, check_converted=_loihi_lowers)
 def compile_loihi(bundle: Path | str, out: Path | str, options: CompileOptions | None = None) -> dict[str, Any]:
     """Quantise to Loihi 2 fixed point, simulate bit-accurately, cross-check with lava fixed_pt, write
     netx HDF5 and a resource estimate."""
@@ -192,6 +263,7 @@ def compile_loihi(bundle: Path | str, out: Path | str, options: CompileOptions |
     return run_target("loihi", bundle, out, options, partial(loihi_target.compile_and_check, fixed=True))
 
 
+@contracts.compile_target(takes_converted=False)
 def compile_lava(bundle: Path | str, out: Path | str, options: CompileOptions | None = None) -> dict[str, Any]:
     """Build the lava process network in floating point and run it under Loihi2SimCfg(floating_pt)."""
     from snnctl.backends import loihi_target

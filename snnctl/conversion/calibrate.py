@@ -26,7 +26,8 @@ from snnctl.conversion.convert import (
     step_logits,
 )
 from snnctl.conversion.graph import neurons
-from snnctl.conversion.neuron import Converted, qcfs
+from snnctl.conversion.neuron import Converted
+from snnctl.nn.qcfs import qcfs
 from snnctl.zoo import Network
 
 STAGES = ("threshold", "bias", "potential", "delay", "hseo")

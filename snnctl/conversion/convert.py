@@ -14,6 +14,7 @@ from snnctl.conversion.graph import Report, neurons, rewrite
 from snnctl.conversion.neuron import Converted
 from snnctl.data.encoders import encode
 from snnctl.errors import UserError
+from snnctl.nn.qcfs import QCFS
 from snnctl.zoo import Network
 
 METHODS = ("rate", "qcfs", "graded")
@@ -27,6 +28,7 @@ class Options:
     levels: int = 4  # graded: most spikes per step
     percentile: float = 99.9
     allow_partial: bool = False
+    maxpool: str = "rate"  # "average": max pooling swapped for average pooling (targets with no max)
 
 
 def check_method(method: str) -> None:
@@ -35,8 +37,6 @@ def check_method(method: str) -> None:
 
 
 def has_qcfs(model: nn.Module) -> bool:
-    from snnctl.conversion.neuron import QCFS
-
     return any(isinstance(m, QCFS) for m in model.modules())
 
 
@@ -52,8 +52,6 @@ def graded_levels(options: Options, ann: nn.Module) -> int | None:
 
 
 def qcfs_levels(ann: nn.Module) -> int:
-    from snnctl.conversion.neuron import QCFS
-
     levels = {m.levels for m in ann.modules() if isinstance(m, QCFS)}
     if len(levels) != 1:
         raise UserError(f"QCFS layers use different level counts {sorted(levels)}", hint="train with one L")
@@ -151,7 +149,7 @@ def convert(
         raise UserError(f"method '{options.method}' sets thresholds from activations and needs calibration data",
                         hint="add --dataset NAME (e.g. --dataset digits)")
     gm, report = rewrite(ann_body, graded_levels=graded_levels(options, ann_body),
-                         allow_partial=options.allow_partial)
+                         allow_partial=options.allow_partial, maxpool=options.maxpool)
     balance(gm, calib_x, options)
     return gm, report
 
@@ -221,7 +219,8 @@ def build_converted(manifest: dict[str, Any]) -> Network:
     if "source" not in info:
         raise UserError("manifest of a converted bundle lacks 'conversion.source'")
     ann = rebuild(info["source"])
-    gm, _ = rewrite(ann, graded_levels=info.get("graded_levels"), allow_partial=bool(info.get("hybrid")))
+    gm, _ = rewrite(ann, graded_levels=info.get("graded_levels"), allow_partial=bool(info.get("hybrid")),
+                    maxpool=info.get("maxpool", "rate"))
     net = Network(gm, kind="converted", encoding="direct", T=int(manifest.get("T") or 1))
     net.readout_delay = int(info.get("readout_delay", 0))
     return net

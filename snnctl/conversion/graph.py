@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from snnctl.conversion.neuron import QCFS, AnalogOp, Converted, RateMaxPool
+from snnctl.conversion.neuron import AnalogOp, Converted, RateMaxPool
 from snnctl.errors import UserError
+from snnctl.nn.qcfs import QCFS
 
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -52,6 +53,7 @@ LINEAR_METHODS = {
 }
 SCALAR_FUNCTIONS = {operator.mul, operator.imul, operator.truediv, operator.itruediv, torch.mul, torch.div}
 SCALAR_METHODS = {"mul", "div", "mul_", "div_"}
+MAXPOOL_MODES = ("rate", "average")  # how rewrite treats max pooling (see move_maxpool, average_maxpool)
 
 
 @dataclass
@@ -63,11 +65,12 @@ class Report:
     unsupported: list[dict[str, str]] = field(default_factory=list)
     folded: list[str] = field(default_factory=list)
     moved: list[str] = field(default_factory=list)
+    replaced: list[dict[str, str]] = field(default_factory=list)  # ops swapped for another (the ANN changes)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "converted": self.converted, "passed_through": self.passed, "unsupported": self.unsupported,
-            "folded_batchnorm": self.folded, "maxpool_moved_before_neuron": self.moved,
+            "folded_batchnorm": self.folded, "maxpool_moved_before_neuron": self.moved, "replaced": self.replaced,
         }
 
 
@@ -300,6 +303,51 @@ def move_maxpool(gm: fx.GraphModule, report: Report) -> None:
     gm.graph.lint()
 
 
+def _channels_before(node: fx.Node, modules: dict[str, nn.Module]) -> int | None:
+    """Channel count of a node's output, read from the nearest conv or BatchNorm above it."""
+    seen = node
+    while isinstance(seen, fx.Node) and seen.op != "placeholder":
+        module = modules.get(str(seen.target)) if seen.op == "call_module" else None
+        if isinstance(module, CONV):
+            return int(module.out_channels)
+        if isinstance(module, BATCHNORM):
+            return int(module.num_features)
+        seen = seen.args[0] if seen.args else None
+    return None
+
+
+def average_maxpool(gm: fx.GraphModule, report: Report) -> None:
+    """act -> MaxPool2d becomes act -> average pooling (a depthwise conv of 1/k^2 weights) -> ReLU, for
+    targets with no max over spikes (Loihi). It changes the ANN (mean of the window instead of its
+    max), so it is reported as a replacement; the ReLU is exact (a mean of ReLU outputs is >= 0) and
+    gives the pooled currents a neuron, so each synapse stays a single convolution."""
+    modules = dict(gm.named_modules())
+    for node in list(gm.graph.nodes):
+        pool = modules.get(str(node.target)) if node.op == "call_module" else None
+        act = node.args[0] if node.args else None
+        if not (type(pool) is nn.MaxPool2d and isinstance(act, fx.Node) and activation_of(act, modules)):
+            continue
+        channels = _channels_before(act, modules)
+        if channels is None or pool.dilation not in (1, (1, 1)) or pool.ceil_mode:
+            continue
+        k = nn.modules.utils._pair(pool.kernel_size)
+        conv = nn.Conv2d(channels, channels, k, pool.stride, pool.padding, groups=channels, bias=False)
+        with torch.no_grad():
+            conv.weight.fill_(1.0 / (k[0] * k[1]))
+        conv.weight.requires_grad_(False)
+        name = str(node.target)
+        _set_submodule(gm, name, conv)
+        gm.add_submodule(f"{name.replace('.', '_')}_relu", nn.ReLU())
+        with gm.graph.inserting_after(node):
+            relu = gm.graph.call_module(f"{name.replace('.', '_')}_relu", args=(node,))
+        node.replace_all_uses_with(relu, delete_user_cb=lambda user, relu=relu: user is not relu)
+        report.replaced.append({"op": f"MaxPool2d '{name}'", "as": f"{k[0]}x{k[1]} average pooling + ReLU",
+                                "why": "the target has no max over spikes; the ANN changes (window mean)",
+                                "where": source_line(node)})
+    gm.graph.lint()
+    gm.recompile()
+
+
 def _rate_maxpool(gm: fx.GraphModule, node: fx.Node, modules: dict[str, nn.Module]) -> None:
     """Swap a moved max pool for `RateMaxPool`, which pools time-varying currents by their running sums."""
     if node.op == "call_module":
@@ -317,12 +365,15 @@ def _rate_maxpool(gm: fx.GraphModule, node: fx.Node, modules: dict[str, nn.Modul
 
 
 def rewrite(
-    model: nn.Module, graded_levels: int | None = None, allow_partial: bool = False
+    model: nn.Module, graded_levels: int | None = None, allow_partial: bool = False, maxpool: str = "rate"
 ) -> tuple[fx.GraphModule, Report]:
-    """Trace `model` (an ANN in eval mode) and return the converted graph module and its report."""
+    """Trace `model` (an ANN in eval mode) and return the converted graph module and its report.
+    `maxpool`: "rate" pools by running input sums (exact), "average" swaps it for average pooling."""
     model = model.eval()
     gm = trace(model)
     report = Report()
+    if maxpool == "average":
+        average_maxpool(gm, report)
     fold_batchnorm(gm, report)
     move_maxpool(gm, report)
     modules = dict(gm.named_modules())  # after move_maxpool: RateMaxPool modules are in place

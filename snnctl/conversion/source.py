@@ -108,8 +108,7 @@ def load_weights(model: nn.Module, weights: Path) -> str:
 def zoo_source(
     name: str, config: dict[str, Any], activation: dict[str, Any] | None, weights: Path | None, ds: Dataset | None
 ) -> Source:
-    from snnctl.training.trainer import fill_shape_defaults
-    from snnctl.zoo import build_network
+    from snnctl.zoo import build_network, fill_shape_defaults
 
     if ds is not None:
         config = fill_shape_defaults(name, config, ds)

@@ -39,6 +39,15 @@ def load_as_recorded(name: str, recorded: dict[str, Any] | None) -> Dataset:
     return load_dataset(name)
 
 
+def require_classification(ds: Any, name: str) -> Dataset:
+    """A classification dataset, or a user error for anything else (a language-model text corpus)."""
+    if not isinstance(ds, Dataset):
+        raise UserError(f"dataset '{name}' is a {type(ds).__name__}, not a labelled classification dataset",
+                        where="--dataset", hint="use a classification dataset (digits, sst2); language models are "
+                        "measured by `snnctl chat` and training's validation loss")
+    return ds
+
+
 def load_dataset(name: str, **options: Any) -> Dataset:
     """Load a registered dataset; bad options are a user error naming the dataset."""
     loader = registry.load("datasets", name)

@@ -8,13 +8,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
-
-Encoding = Literal["direct", "rate", "poisson", "latency"]
-ENCODINGS: tuple[str, ...] = ("direct", "rate", "poisson", "latency")
 
 
 def direct(x: Tensor, T: int) -> Tensor:
@@ -39,15 +36,19 @@ def latency(x: Tensor, T: int) -> Tensor:
     return ((steps == t_fire.unsqueeze(0)) & (x > 0).unsqueeze(0)).to(x.dtype)
 
 
+# The one list of encodings: validators (recipes, manifests) and help texts read it from here.
+ENCODERS: dict[str, Callable[[Tensor, int, torch.Generator | None], Tensor]] = {
+    "direct": lambda x, T, g: direct(x, T),
+    "rate": rate,
+    "poisson": poisson,
+    "latency": lambda x, T, g: latency(x, T),
+}
+ENCODINGS: tuple[str, ...] = tuple(ENCODERS)
+
+
 def encode(x: Tensor, T: int, kind: str, generator: torch.Generator | None = None) -> Tensor:
     if T < 1:
         raise ValueError(f"T must be >= 1, got {T}")
-    if kind == "direct":
-        return direct(x, T)
-    if kind == "rate":
-        return rate(x, T, generator)
-    if kind == "poisson":
-        return poisson(x, T, generator)
-    if kind == "latency":
-        return latency(x, T)
-    raise ValueError(f"unknown encoding '{kind}'; known: {', '.join(ENCODINGS)}")
+    if kind not in ENCODERS:
+        raise ValueError(f"unknown encoding '{kind}'; known: {', '.join(ENCODINGS)}")
+    return ENCODERS[kind](x, T, generator)

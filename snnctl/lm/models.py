@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from snnctl.contracts import builds, task_of
 from snnctl.errors import UserError
 from snnctl.lm.ssm import S4D
 from snnctl.nn.kernels.lif import lif as fused_lif
@@ -25,6 +26,26 @@ from snnctl.nn.kernels.others import graded_lif
 from snnctl.nn.surrogate import surrogate
 
 State = Any
+
+
+def lm_param_groups(model: nn.Module, weight_decay: float,
+                    dynamics: tuple[nn.Parameter, ...] = ()) -> list[dict[str, Any]]:
+    """Matrices with weight decay; norms, biases, thresholds and embeddings without; SSM dynamics (A,
+    dt) in a group of their own ("ssm_dynamics", no decay) that the trainer gives its own rate."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    own = {id(p) for p in dynamics}
+    decayed, plain, slow = [], [], []
+    for p in model.parameters():
+        if id(p) in own:
+            slow.append(p)
+        elif p.ndim == 2 and id(p) not in embeddings:
+            decayed.append(p)
+        else:
+            plain.append(p)
+    groups = [{"name": "decayed", "params": decayed, "weight_decay": weight_decay},
+              {"name": "plain", "params": plain, "weight_decay": 0.0},
+              {"name": "ssm_dynamics", "params": slow, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
 
 
 class SpikingSite(nn.Module):
@@ -151,6 +172,11 @@ class SSMLanguageModel(nn.Module):
         )
         self.norm = nn.LayerNorm(d_model)
 
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimizer groups: the S4D layers' A and dt apart (see `lm_param_groups`)."""
+        dynamics = tuple(p for b in self.blocks for p in (b.ssm.log_dt, b.ssm.log_A_real, b.ssm.A_imag))
+        return lm_param_groups(self, weight_decay, dynamics)
+
     def forward(self, ids: Tensor) -> Tensor:
         x = self.embed(ids)
         for block in self.blocks:
@@ -216,6 +242,10 @@ class GPT2LanguageModel(nn.Module):
         return {"vocab_size": c.vocab_size, "n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head,
                 "n_positions": c.n_positions}
 
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimizer groups: decayed projection matrices, the rest (embeddings included) without decay."""
+        return lm_param_groups(self, weight_decay)
+
     def forward(self, ids: Tensor) -> Tensor:
         return self.net(input_ids=ids, use_cache=False).logits
 
@@ -253,6 +283,7 @@ def load_pretrained_gpt2(name_or_path: str) -> nn.Module:
                         hint="give a folder written by save_pretrained, or a hub id with network access") from None
 
 
+@builds("lm")
 def build_ssm(kind: str, **config: Any) -> SSMLanguageModel:
     """`spiking-ssm`: kind 'snn' spikes at each SSM output; kind 'ann' is the same SSM with GELU."""
     if kind not in ("snn", "ann"):
@@ -260,6 +291,7 @@ def build_ssm(kind: str, **config: Any) -> SSMLanguageModel:
     return SSMLanguageModel(spiking=kind == "snn", **config)
 
 
+@builds("lm")
 def build_gpt2(kind: str, **config: Any) -> GPT2LanguageModel:
     """`gpt2`: the transformer baseline; there is no spiking twin."""
     if kind != "ann":
@@ -267,16 +299,12 @@ def build_gpt2(kind: str, **config: Any) -> GPT2LanguageModel:
     return GPT2LanguageModel(**config)
 
 
-build_ssm.task = "lm"  # type: ignore[attr-defined]
-build_gpt2.task = "lm"  # type: ignore[attr-defined]
-
-
 def build_lm(name: str, kind: str, config: dict[str, Any]) -> nn.Module:
     """Build a zoo language model by name; a classifier's name or a bad key is a user error."""
     from snnctl import registry
 
     builder = registry.load("models", name)
-    if getattr(builder, "task", None) != "lm":
+    if task_of(builder) != "lm":
         raise UserError(f"model '{name}' is a classifier, not a language model",
                         hint="language-model recipes use spiking-ssm or gpt2")
     try:

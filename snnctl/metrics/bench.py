@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from snnctl.artifact import Bundle
-from snnctl.data import Dataset, load_as_recorded
+from snnctl.data import Dataset, load_as_recorded, require_classification
 from snnctl.data.encoders import encode
 from snnctl.errors import UserError
 from snnctl.metrics import energy
@@ -20,19 +20,39 @@ from snnctl.robust.ternary import logic_gated_layers
 
 
 def dataset_for(bundle: Bundle, name: str) -> Dataset:
-    """Load `name` the way the bundle was trained on it (same split and options) when that is known."""
-    return load_as_recorded(name, (bundle.manifest.get("recipe") or {}).get("data"))
+    """Load `name` the way the bundle was trained on it (same split and options) when that is known;
+    only a classification dataset can be benchmarked this way."""
+    return require_classification(load_as_recorded(name, (bundle.manifest.get("recipe") or {}).get("data")), name)
+
+
+def expected_input(model: torch.nn.Module) -> str:
+    """What the model's first layer takes, in words: the other half of a misfit message."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Embedding):
+            return f"token ids below {m.num_embeddings}"
+        if isinstance(m, torch.nn.Conv1d | torch.nn.Conv2d | torch.nn.Conv3d):
+            spatial = ", ".join(["..."] * (m.weight.ndim - 2))
+            return f"float inputs of shape ({m.in_channels}, {spatial})"
+        if isinstance(m, torch.nn.Linear):
+            return f"float inputs of {m.in_features} features"
+    return "inputs of another shape"
+
+
+def describe_inputs(ds: Dataset) -> str:
+    kind = "token ids" if not ds.x_test.is_floating_point() else "float inputs"
+    return f"{ds.name} gives {kind} of shape {tuple(ds.input_shape)}"
 
 
 def check_compatible(model: torch.nn.Module, ds: Dataset, where: str, hint: str | None = None) -> None:
-    """Run two test examples through the model: wrong input shapes or class counts are a user error."""
+    """Run two test examples through the model: wrong input shapes, types or class counts are a user
+    error that names what the model takes and what the data gives."""
     probe = ds.x_test[:2]
     try:
         with torch.no_grad():
             logits = model(probe)
-    except RuntimeError as err:
+    except (RuntimeError, IndexError, TypeError) as err:
         raise UserError(
-            f"model does not accept {ds.name} inputs of shape {tuple(ds.input_shape)} ({str(err).splitlines()[0]})",
+            f"model takes {expected_input(model)} but {describe_inputs(ds)} ({str(err).splitlines()[0]})",
             where=where, hint=hint,
         ) from None
     if logits.shape[-1] != ds.num_classes:

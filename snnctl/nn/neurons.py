@@ -3,15 +3,20 @@
 Every module is multi-step: it takes a whole sequence `[T, B, ...]` and starts each call from its
 initial potential, so state is reset between sequences by construction. `run(x, state)` carries
 state across calls explicitly, for streaming.
+
+Each class declares the recipe keys of its own in `Params` (a pydantic model, extra keys forbidden);
+the keys every neuron shares (threshold, tau/decay, reset, ...) are the recipe's `[neuron]` table
+itself. See `snnctl.contracts.Neuron`.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from snnctl.nn import functional as F
@@ -43,8 +48,16 @@ def check_sequence(x: Tensor, who: str) -> None:
         raise ValueError(f"{who} expects a floating-point [T, B, ...] tensor; got dtype {x.dtype}")
 
 
+class NoParams(BaseModel):
+    """A neuron's own recipe keys: none beyond the shared ones. Subclass it to declare some."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class SpikingNeuron(nn.Module, ABC):
     """Shared parameters: threshold (a buffer, saved with the model), reset, surrogate, v_init."""
+
+    Params: ClassVar[type[BaseModel]] = NoParams
 
     def __init__(
         self,
@@ -126,6 +139,10 @@ class IF(LIF):
 class AdaptiveLIF(SpikingNeuron):
     """LIF with a spike-triggered threshold that relaxes back (Bellec et al.'s ALIF)."""
 
+    class Params(NoParams):
+        adapt_decay: float = Field(default=0.95, ge=0, le=1, description="decay of the threshold trace")
+        adapt_scale: float = Field(default=0.2, ge=0, description="threshold increase per spike")
+
     def __init__(
         self,
         tau: float | None = None,
@@ -158,6 +175,9 @@ class GradedLIF(SpikingNeuron):
     Output is the integer count k per step, not binary: downstream weights see k spikes at once.
     Default decay 1 (a graded IF), the usual choice for conversion at T = 1..4.
     """
+
+    class Params(NoParams):
+        levels: int = Field(default=4, ge=1, description="most spikes (threshold multiples) per step")
 
     def __init__(
         self, levels: int = 4, tau: float | None = None, decay: float | None = None, **kwargs: Any

@@ -45,7 +45,8 @@ def require_binary(x: Tensor, model: str) -> None:
     if not bool(((x == 0) | (x == 1)).all()):
         raise UserError(
             f"noise model '{model}' needs binary inputs (0/1) but the data has other values",
-            hint="binarise the data (e.g. --set data.options.binarize=true for digits) or use salt_pepper/gaussian",
+            hint="binarise the data (e.g. --set data.options.binarize=true for digits) or use "
+                 f"{' or '.join(names(kind='input', binary=False))}",
         )
 
 
@@ -115,6 +116,12 @@ NOISE_MODELS: dict[str, NoiseModel] = {
 }
 
 
+def names(kind: str | None = None, binary: bool | None = None) -> list[str]:
+    """Noise model names from the one table, optionally only one kind or binary-ness."""
+    return [n for n, m in NOISE_MODELS.items()
+            if (kind is None or m.kind == kind) and (binary is None or m.binary == binary)]
+
+
 def noise_model(name: str) -> NoiseModel:
     if name not in NOISE_MODELS:
         raise UserError(f"unknown noise model '{name}'", hint=f"use one of: {', '.join(NOISE_MODELS)}")
@@ -164,7 +171,7 @@ def noisy_logits(network: nn.Module, x: Tensor, noise: NoiseModel, level: Tensor
     if noise.kind == "spikes":
         if not getattr(network, "spiking", False):
             raise UserError(f"noise model '{noise.name}' acts on spike trains; this model is an ANN",
-                            hint="use an input noise model (bitflip, salt_pepper, gaussian, dropout)")
+                            hint=f"use an input noise model ({', '.join(names(kind='input'))})")
         seq = encode(x, network.T, network.encoding, network.generator)
         require_binary(seq, noise.name)
         return network.forward_sequence(noise.fn(seq, level, g)).mean(0)

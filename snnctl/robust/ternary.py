@@ -15,15 +15,21 @@ at threshold; the last layer's scale multiplies the logits once, after the time 
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from snnctl.artifact import Bundle, build_classifier, finish
+from snnctl.contracts import bundle_loader
 from snnctl.errors import UserError
 from snnctl.nn.kernels import clib
 from snnctl.nn.layers import SpikingActivation
+
+if TYPE_CHECKING:
+    from snnctl.manifest import Manifest
 
 DELTA = 0.7  # threshold, as a fraction of mean |w|, below which a weight becomes 0
 PASS_THROUGH = (nn.Flatten, nn.Dropout, nn.Identity, nn.MaxPool1d, nn.MaxPool2d, SpikingActivation)
@@ -221,6 +227,16 @@ def prepare_logic_gated(body: nn.Sequential) -> None:
     for name, module in list(body.named_children()):
         if isinstance(module, nn.Linear | nn.Conv2d):
             setattr(body, name, logic_gated_shell(module))
+
+
+@bundle_loader("classify")
+def load_logic_gated(path: Path, info: Manifest, map_location: str = "cpu") -> Bundle:
+    """Loader of logic-gated SNN bundles (kind snn, `logic_gated: true`): the SNN with the inference
+    layers' structure and the readout scale buffer, ready for the saved codes."""
+    model = build_classifier(info)
+    prepare_logic_gated(model.body)
+    model.register_buffer("readout_scale", torch.ones(()))
+    return finish(path, info, model, map_location)
 
 
 def to_logic_gated(body: nn.Sequential) -> Tensor:

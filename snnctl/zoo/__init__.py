@@ -7,16 +7,20 @@ come from the same definition.
 
 from __future__ import annotations
 
+import inspect
+import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from snnctl import registry
+from snnctl import contracts, registry
+from snnctl.data import Dataset
 from snnctl.data.encoders import encode
 from snnctl.errors import UserError
 from snnctl.nn import SpikingActivation, activation_factory, neuron_factory
 from snnctl.nn.layers import ActivationFactory
+from snnctl.nn.qcfs import QCFS
 
 
 class Network(nn.Module):
@@ -67,8 +71,6 @@ def ann_activation(spec: dict[str, Any] | None) -> ActivationFactory:
     if not spec or spec.get("type", "relu") == "relu":
         return nn.ReLU
     if spec["type"] == "qcfs":
-        from snnctl.conversion.neuron import QCFS
-
         levels, init = int(spec.get("levels", 8)), float(spec.get("init", 4.0))
         return lambda: QCFS(levels, init)
     raise UserError(f"unknown ANN activation '{spec['type']}'", hint="use relu or qcfs")
@@ -78,14 +80,15 @@ def build_body(
     name: str, config: dict[str, Any], neuron: dict[str, Any] | None, activation: dict[str, Any] | None = None
 ) -> nn.Module:
     builder = registry.load("models", name)
-    if getattr(builder, "task", None) == "lm":
+    if contracts.task_of(builder) == "lm":
         raise UserError(f"model '{name}' is a language model, not a classifier",
                         hint="train it with a recipe that has an [lm] section, e.g. small-ssm")
     act = activation_factory(neuron_factory(neuron)) if neuron is not None else ann_activation(activation)
     try:
         return builder(act, **config)
-    except TypeError as err:
-        raise UserError(f"model '{name}': {err}", hint="check [model.config] in the recipe") from None
+    except TypeError as err:  # torch's messages can run to a C++ stack trace: keep the first line
+        first = (str(err).strip().splitlines() or ["bad arguments"])[0]
+        raise UserError(f"model '{name}': {first}", hint="check [model.config] in the recipe") from None
 
 
 def build_network(
@@ -102,3 +105,19 @@ def build_network(
         raise UserError(f"unknown model kind '{kind}'", hint="use 'ann' or 'snn'")
     body = build_body(name, config, neuron if kind == "snn" else None, activation if kind == "ann" else None)
     return Network(body, kind=kind, encoding=encoding, T=T)
+
+
+def fill_shape_defaults(name: str, config: dict[str, Any], ds: Dataset) -> dict[str, Any]:
+    """Give the builder the dataset's input size and class count unless the recipe set them."""
+    params = inspect.signature(registry.load("models", name)).parameters
+    filled = dict(config)
+    if "num_classes" in params:
+        filled.setdefault("num_classes", ds.num_classes)
+    if "in_channels" in params:
+        filled.setdefault("in_channels", ds.input_shape[0])
+    if "in_features" in params:
+        filled.setdefault("in_features", math.prod(ds.input_shape))
+    for key, value in ds.info.items():  # e.g. a text dataset's vocab_size
+        if key in params:
+            filled.setdefault(key, value)
+    return filled
