@@ -19,7 +19,7 @@ from snnctl import registry
 from snnctl.conversion import bundle as B
 from snnctl.conversion import calibrate as K
 from snnctl.conversion import convert as C
-from snnctl.conversion.graph import Report
+from snnctl.conversion.graph import Report, neurons
 from snnctl.conversion.source import Source, resolve
 from snnctl.data import Dataset, load_as_recorded, load_dataset, require_classification
 from snnctl.errors import UserError
@@ -125,6 +125,19 @@ def _data_free_inputs(source: Source, job: ConvertJob) -> tuple[torch.Tensor, st
     return x, note
 
 
+THRESHOLD_FLOOR = 0.05  # data-free: no threshold below this fraction of its layer's median
+
+
+@torch.no_grad()
+def floor_thresholds(body: torch.nn.Module) -> None:
+    """Random inputs leave some channels nearly silent, and their tiny percentile thresholds would turn
+    any real input into a flood of spikes (and overflow fixed-point state): lift each threshold to at
+    least THRESHOLD_FLOOR of its layer's median."""
+    for _, neuron in neurons(body):
+        theta = neuron.theta
+        neuron.theta = torch.clamp(theta, min=THRESHOLD_FLOOR * float(theta.median()))
+
+
 def _warnings(source: Source, report: Report) -> list[str]:
     found = []
     if source.weights.startswith("random init"):
@@ -158,6 +171,8 @@ def convert_model(job: ConvertJob, on_report: Callable[[ConvertResult], None] | 
 
     started = time.perf_counter()
     body, report = C.convert(source.body, job.options, calib_x)
+    if ds is None and calib_x is not None:
+        floor_thresholds(body)
     net = Network(body, kind="converted", encoding="direct", T=job.options.T).to(job.device)
     metrics: dict[str, Any] = {"convert_s": round(time.perf_counter() - started, 3)}
     result = ConvertResult(out, net, report, source.weights, B.spike_kind(net), metrics,
