@@ -10,13 +10,15 @@ from rich.console import Console
 from rich.table import Table
 
 from snnctl import config, ui
+from snnctl.conversion.methods import DEFAULT_STAGES, STAGES, listed
 
 
 def command(
     bundle: Path = typer.Argument(..., help="A bundle written by `snnctl convert`."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Calibration and test data, e.g. digits."),
-    stages: str | None = typer.Option(None, "--stages", help="Comma-separated calibration stages, e.g. "
-                                      "threshold,hseo (default: all but hseo); an unknown name lists them."),
+    stages: str | None = typer.Option(None, "--stages",
+                                      help=f"Comma-separated calibration stages from {listed(STAGES)}, run in that "
+                                      f"order (default: {','.join(DEFAULT_STAGES)})."),
     samples: int = typer.Option(512, "--calibration-samples", min=1, help="Training examples used to calibrate."),
     T: int | None = typer.Option(None, "--T", "-T", min=1, max=4096, help="Calibrate for this T (default: bundle's)."),
     population: int = typer.Option(8, "--population", min=2, help="hseo: candidates per generation."),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import typer
 
 from snnctl import config, ui
+from snnctl.conversion.methods import MAXPOOL_MODES, METHODS
 from snnctl.errors import UserError
 
 
@@ -28,30 +28,10 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return found
 
 
-@dataclass
-class Handoff:
-    """--target: the compile target, looked up before any work, and how a converted bundle reaches it."""
+def handoff(name: str | None) -> Any:
+    from snnctl.backends.targets import ConvertedHandoff
 
-    name: str
-    fn: Any
-
-    def check(self, net: Any, input_shape: tuple[int, ...]) -> None:
-        from snnctl.backends.targets import check_converted
-
-        check_converted(self.name, net, input_shape)
-
-    def compile(self, bundle: Path, input_shape: tuple[int, ...] | None, dataset: str | None) -> dict[str, Any]:
-        from snnctl.backends.targets import CompileOptions
-
-        # without data the round trip runs random inputs: a few suffice, and a 224x224 resnet18 stays minutes
-        options = CompileOptions(dataset=dataset, input_shape=input_shape, **({} if dataset else {"samples": 16}))
-        return self.fn(bundle, bundle / f"compiled-{self.name}", options)
-
-
-def handoff(name: str | None) -> Handoff | None:
-    from snnctl.backends.targets import find_target
-
-    return None if name is None else Handoff(name, find_target(name, converted=True))
+    return None if name is None else ConvertedHandoff.find(name)
 
 
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
@@ -67,15 +47,13 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
-def pool_mode(choice: str, target: str | None) -> str:
-    """--maxpool auto: average pooling for targets with no max over spikes (loihi), rate-gated otherwise."""
-    from snnctl.conversion.graph import MAXPOOL_MODES
-
+def pool_mode(choice: str, to_target: Any) -> str:
+    """--maxpool auto: average pooling for a target that declares no max over spikes, rate-gated otherwise."""
     if choice not in (*MAXPOOL_MODES, "auto"):
         raise UserError(f"unknown --maxpool '{choice}'", hint=f"use auto, {' or '.join(MAXPOOL_MODES)}")
     if choice != "auto":
         return choice
-    return "average" if target == "loihi" else "rate"
+    return "average" if to_target is not None and not to_target.pools_max else "rate"
 
 
 def import_nir(path: Path, out: Path | None, T: int, dt: float, discretisation: str, target: str | None,
@@ -106,7 +84,8 @@ def command(
     weights: Path | None = typer.Option(None, "--weights", "-w", help="Zoo-name weights: .safetensors or a bundle."),
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="Calibration and test data, e.g. digits."),
     T: int = typer.Option(8, "--T", "-T", min=1, max=4096, help="Time steps the SNN runs for."),
-    method: str = typer.Option("rate", "--method", "-m", help="rate (default), qcfs (QCFS-trained ANN) or graded."),
+    method: str = typer.Option("rate", "--method", "-m",
+                               help="; ".join(f"{name}: {what}" for name, what in METHODS.items()) + "."),
     levels: int = typer.Option(4, "--levels", min=1, max=64, help="graded: most spikes per neuron per step."),
     percentile: float = typer.Option(99.9, "--percentile", min=50.0, max=100.0,
                                      help="Per-channel activation percentile that sets each threshold."),
@@ -116,8 +95,8 @@ def command(
                                        help="Keep unsupported ops (run per step) and label the bundle hybrid."),
     target: str | None = typer.Option(None, "--target", help="Hand the result to `snnctl compile` for this target."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output bundle folder (default runs/NAME-snn)."),
-    maxpool: str = typer.Option("auto", "--maxpool", help="rate (pool by running sums, exact), average "
-                                "(Loihi form; changes the ANN) or auto (average for --target loihi)."),
+    maxpool: str = typer.Option("auto", "--maxpool", help="rate (pool by running sums, exact), average (Loihi "
+                                "form; changes the ANN) or auto (average for a target with no max over spikes)."),
     input_shape: str | None = typer.Option(None, "--input-shape", help="Without --dataset: input shape C,H,W of "
                                            "the data-free threshold inputs (default 3,224,224 for an ImageNet stem)."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
@@ -151,7 +130,7 @@ def command(
     to_target = handoff(target)
     run_device = config.prepare_runtime(device, None)
     options = C.Options(method=method, T=T, levels=levels, percentile=percentile, allow_partial=allow_partial,
-                        maxpool=pool_mode(maxpool, target))
+                        maxpool=pool_mode(maxpool, to_target))
     job = P.ConvertJob(model=model, options=options, weights=weights, dataset=dataset, samples=samples,
                        zoo_config=parse_sets(sets), input_shape=parse_shape(input_shape), target=to_target, out=out,
                        device=run_device)

@@ -30,7 +30,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from snnctl import registry
+from snnctl import contracts, registry
 from snnctl.errors import UserError
 
 # ---------------------------------------------------------------------------------------------
@@ -198,9 +198,16 @@ class NeuronSection(BaseModel):
     decay: float | None = Field(default=None, ge=0, le=1, description="membrane decay per step (beta)")
     reset: Literal["subtract", "zero"] = "subtract"
     v_init: float = Field(default=0.0, description="initial membrane potential, as a fraction of threshold")
-    surrogate: Literal["atan", "sigmoid", "fast_sigmoid", "triangle"] = "atan"
+    surrogate: str = Field(default="atan", description="surrogate gradient, one of snnctl.nn.surrogate.SURROGATES")
     surrogate_width: float = Field(default=0.5, gt=0, description="reach of the surrogate gradient around threshold")
     detach_reset: bool = False
+
+    @field_validator("surrogate")
+    @classmethod
+    def _known_surrogate(cls, value: str) -> str:
+        from snnctl.nn.surrogate import SURROGATES
+
+        return one_of(value, SURROGATES, "surrogate")
 
     @model_validator(mode="wrap")
     @classmethod
@@ -339,9 +346,10 @@ class ClassifierRecipe(RecipeBase):
         if self.model.logic_gated and self.model.kind != "snn":
             raise ValueError("model.logic_gated needs model.kind = 'snn': the weight scale is folded into each "
                              "neuron's threshold")
-        if self.model.logic_gated and self.neuron.type not in FIXED_THRESHOLD_NEURONS:
+        if self.model.logic_gated and not _fixed_threshold(self.neuron.type):
+            fixed = [name for name in registry.entries("neurons") if _fixed_threshold(name)]
             raise ValueError(f"model.logic_gated needs a neuron with a fixed threshold, not '{self.neuron.type}'; "
-                             f"use one of: {', '.join(FIXED_THRESHOLD_NEURONS)}")
+                             f"use one of: {', '.join(fixed)}")
         return self
 
 
@@ -358,7 +366,11 @@ class LMRecipe(RecipeBase):
 Recipe = ClassifierRecipe | LMRecipe
 # task -> schema; a new task adds its recipe model here and its trainer in the `snnctl.tasks` group
 RECIPE_SCHEMAS: dict[str, type[BaseModel]] = {"classify": ClassifierRecipe, "lm": LMRecipe}
-FIXED_THRESHOLD_NEURONS = ("lif", "if", "plif", "graded")  # adaptive ones (alif) move their threshold
+
+
+def _fixed_threshold(neuron: str) -> bool:
+    """What the neuron class declares (snnctl.contracts.Neuron.fixed_threshold)."""
+    return contracts.has_fixed_threshold(registry.load("neurons", neuron))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -112,9 +112,11 @@ class Neuron(Protocol):
     keys forbidden (subclass `snnctl.nn.NoParams`), against which the recipe is validated: an unknown
     key or a bad value is a user error naming the file and key. `forward(x [T, B, ...])` returns the
     spikes of a whole sequence from the initial state; `run(x, state)` returns `(spikes, state)` and
-    carries state across calls (`state=None` starts a sequence)."""
+    carries state across calls (`state=None` starts a sequence). `fixed_threshold = True` declares
+    that the threshold does not move while it runs (a logic-gated SNN needs that; absent: it moves)."""
 
     Params: ClassVar[type[BaseModel]]
+    fixed_threshold: ClassVar[bool]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor: ...
 
@@ -143,8 +145,8 @@ class CompileTarget(Protocol):
     `out`, `artifacts` {kind: file name}, `roundtrip` {`samples`, `T`, `layers`, ...}, `warnings`,
     `compile_s`); the `roundtrip` keys the table prints are optional for a third-party target.
     `takes_converted = True` declares that it also compiles converted SNNs (per-channel thresholds,
-    subtractive reset), and `check_converted` what of them it cannot map; declare both with
-    `@compile_target(takes_converted=True, check_converted=...)`."""
+    subtractive reset), `check_converted` what of them it cannot map, and `max_pooling = False` that it
+    has no max over spikes; declare them with `@compile_target(takes_converted=True, ...)`."""
 
     takes_converted: bool
 
@@ -154,15 +156,17 @@ class CompileTarget(Protocol):
 ConvertedCheck = Callable[["torch.nn.Module", tuple[int, ...]], None]
 
 
-def compile_target(*, takes_converted: bool = False,
-                   check_converted: ConvertedCheck | None = None) -> Callable[[F], F]:
+def compile_target(*, takes_converted: bool = False, check_converted: ConvertedCheck | None = None,
+                   max_pooling: bool = True) -> Callable[[F], F]:
     """Declare a compile target's capabilities on the function itself. `check_converted(model,
     input_shape)` raises a UserError, naming the layer, for a converted SNN the target cannot map;
-    `snnctl convert --target` runs it before anything is written."""
+    `snnctl convert --target` runs it before anything is written. `max_pooling=False` says the target
+    has no max over spikes, so `convert --maxpool auto` replaces max pooling by average pooling."""
 
     def mark(fn: F) -> F:
         fn.takes_converted = takes_converted  # type: ignore[attr-defined]
         fn.check_converted = check_converted  # type: ignore[attr-defined]
+        fn.max_pooling = max_pooling  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -171,6 +175,16 @@ def compile_target(*, takes_converted: bool = False,
 def takes_converted(target: Any) -> bool:
     """Whether a compile target declares that it takes converted SNNs (absent: it does not)."""
     return bool(getattr(target, "takes_converted", False))
+
+
+def has_fixed_threshold(neuron: Any) -> bool:
+    """Whether a neuron class declares a threshold that stays put (absent: it may move)."""
+    return bool(getattr(neuron, "fixed_threshold", False))
+
+
+def pools_max(target: Any) -> bool:
+    """Whether a compile target runs (rate-gated) max pooling over spikes (absent: it does)."""
+    return bool(getattr(target, "max_pooling", True))
 
 
 def converted_check(target: Any) -> ConvertedCheck | None:

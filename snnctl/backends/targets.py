@@ -78,6 +78,31 @@ def find_target(name: str, *, converted: bool = False) -> contracts.CompileTarge
     return target
 
 
+@dataclass
+class ConvertedHandoff:
+    """`convert --target`: the compile target, looked up before any work, and how a converted bundle
+    reaches it (the conversion pipeline's `Handoff`)."""
+
+    name: str
+    fn: contracts.CompileTarget
+
+    @classmethod
+    def find(cls, name: str) -> ConvertedHandoff:
+        return cls(name, find_target(name, converted=True))
+
+    @property
+    def pools_max(self) -> bool:
+        return contracts.pools_max(self.fn)
+
+    def check(self, net: torch.nn.Module, input_shape: tuple[int, ...]) -> None:
+        check_converted(self.name, net, input_shape)
+
+    def compile(self, bundle: Path, input_shape: tuple[int, ...] | None, dataset: str | None) -> dict[str, Any]:
+        # without data the round trip runs random inputs: a few suffice, and a 224x224 resnet18 stays minutes
+        options = CompileOptions(dataset=dataset, input_shape=input_shape, **({} if dataset else {"samples": 16}))
+        return self.fn(bundle, bundle / f"compiled-{self.name}", options)
+
+
 def _takes_converted(name: str) -> bool:
     entry = registry.entries("targets").get(name)
     return entry is not None and contracts.takes_converted(entry.load())
@@ -254,7 +279,7 @@ def compile_onnx(bundle: Path | str, out: Path | str, options: CompileOptions | 
     return run_target("onnx", bundle, out, options, onnx_target.compile_and_check)
 
 
-@contracts.compile_target(takes_converted=True, check_converted=_loihi_lowers)
+@contracts.compile_target(takes_converted=True, check_converted=_loihi_lowers, max_pooling=False)
 def compile_loihi(bundle: Path | str, out: Path | str, options: CompileOptions | None = None) -> dict[str, Any]:
     """Quantise to Loihi 2 fixed point, simulate bit-accurately, cross-check with lava fixed_pt, write
     netx HDF5 and a resource estimate."""

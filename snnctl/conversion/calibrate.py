@@ -30,8 +30,6 @@ from snnctl.conversion.neuron import Converted
 from snnctl.nn.qcfs import qcfs
 from snnctl.zoo import Network
 
-STAGES = ("threshold", "bias", "potential", "delay", "hseo")
-DEFAULT_STAGES = ("threshold", "bias", "potential", "delay")
 SCALES = torch.linspace(0.3, 1.2, 19)
 
 

@@ -11,13 +11,13 @@ import torch
 from torch import Tensor, fx, nn
 
 from snnctl.conversion.graph import Report, neurons, rewrite
+from snnctl.conversion.methods import METHODS
 from snnctl.conversion.neuron import Converted
 from snnctl.data.encoders import encode
 from snnctl.errors import UserError
 from snnctl.nn.qcfs import QCFS
 from snnctl.zoo import Network
 
-METHODS = ("rate", "qcfs", "graded")
 TABLE_T = (1, 2, 4, 8, 16, 32)
 
 

@@ -53,7 +53,6 @@ LINEAR_METHODS = {
 }
 SCALAR_FUNCTIONS = {operator.mul, operator.imul, operator.truediv, operator.itruediv, torch.mul, torch.div}
 SCALAR_METHODS = {"mul", "div", "mul_", "div_"}
-MAXPOOL_MODES = ("rate", "average")  # how rewrite treats max pooling (see move_maxpool, average_maxpool)
 
 
 @dataclass

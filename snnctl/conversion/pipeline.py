@@ -20,6 +20,7 @@ from snnctl.conversion import bundle as B
 from snnctl.conversion import calibrate as K
 from snnctl.conversion import convert as C
 from snnctl.conversion.graph import Report, neurons
+from snnctl.conversion.methods import DEFAULT_STAGES, STAGES
 from snnctl.conversion.source import Source, resolve
 from snnctl.data import Dataset, load_as_recorded, load_dataset, require_classification
 from snnctl.errors import UserError
@@ -217,7 +218,7 @@ def _measure(net: Network, body: torch.nn.Module, ds: Dataset, T: int, device: s
 class CalibrateJob:
     bundle: Path
     dataset: str
-    stages: Sequence[str] = K.DEFAULT_STAGES
+    stages: Sequence[str] = DEFAULT_STAGES
     samples: int = 512
     T: int | None = None
     population: int = 8
@@ -245,10 +246,10 @@ class CalibrateResult:
 def parse_stages(text: str) -> list[str]:
     """'threshold,bias' -> the stages, each checked against the stage table."""
     stages = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in stages if s not in K.STAGES]
+    unknown = [s for s in stages if s not in STAGES]
     if unknown or not stages:
         raise UserError(f"unknown calibration stage '{unknown[0] if unknown else text}'",
-                        hint=f"choose from: {', '.join(K.STAGES)}")
+                        hint=f"choose from: {', '.join(STAGES)}")
     return stages
 
 

@@ -58,6 +58,8 @@ class SpikingNeuron(nn.Module, ABC):
     """Shared parameters: threshold (a buffer, saved with the model), reset, surrogate, v_init."""
 
     Params: ClassVar[type[BaseModel]] = NoParams
+    # The threshold stays where the recipe puts it (a logic-gated SNN folds its weight scale into it).
+    fixed_threshold: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -138,6 +140,8 @@ class IF(LIF):
 
 class AdaptiveLIF(SpikingNeuron):
     """LIF with a spike-triggered threshold that relaxes back (Bellec et al.'s ALIF)."""
+
+    fixed_threshold = False
 
     class Params(NoParams):
         adapt_decay: float = Field(default=0.95, ge=0, le=1, description="decay of the threshold trace")
