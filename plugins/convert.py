@@ -135,10 +135,7 @@ def command(
                        zoo_config=parse_sets(sets), input_shape=parse_shape(input_shape), target=to_target, out=out,
                        device=run_device)
     result = P.convert_model(job, on_report=partial(show_report, console := ui.out(json_out)))
-    if json_out:
-        ui.print_json(result.summary(method))
-        return
-    show_result(console, result, method)
+    ui.print_json(result.summary(method)) if json_out else show_result(console, result, method)
 
 
 def show_report(console: Any, result: Any) -> None:

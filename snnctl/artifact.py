@@ -93,6 +93,13 @@ def save_bundle(out: Path, model: torch.nn.Module, manifest: dict[str, Any],
     return out
 
 
+def update_manifest(path: Path, changes: dict[str, Any]) -> None:
+    """Set top-level keys of a written bundle's manifest (e.g. a section robustify adds), validated as
+    every manifest is and renamed into place, so the manifest is only ever written here."""
+    data = {**read_info(path).as_dict(), **changes}
+    write_atomic(Path(path) / MANIFEST, M.parse(data, where=str(Path(path) / MANIFEST)).to_json().encode())
+
+
 def read_info(path: Path) -> M.Manifest:
     """The validated manifest of the bundle folder `path`; any fault is one UserError naming the file."""
     path = Path(path)

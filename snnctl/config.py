@@ -265,9 +265,9 @@ class AugmentSection(Strict):
     @field_validator("noise")
     @classmethod
     def _known_noise(cls, value: str) -> str:
-        from snnctl.robust.noise import NOISE_MODELS
+        from snnctl.robust.noise import names
 
-        return one_of(value, [n for n in NOISE_MODELS if n != "weight"], "input noise model")
+        return one_of(value, names(kind="input") + names(kind="spikes"), "input noise model")
 
     @field_validator("range")
     @classmethod
@@ -364,8 +364,21 @@ class LMRecipe(RecipeBase):
 
 
 Recipe = ClassifierRecipe | LMRecipe
-# task -> schema; a new task adds its recipe model here and its trainer in the `snnctl.tasks` group
-RECIPE_SCHEMAS: dict[str, type[BaseModel]] = {"classify": ClassifierRecipe, "lm": LMRecipe}
+
+
+def recipe_schema(task: str) -> type[BaseModel]:
+    """The recipe schema the task declares (`recipe_schema` on its `snnctl.tasks` entry point): a
+    built-in or a plugin's task brings its own, so its recipes refuse what they do not use."""
+    schema = getattr(registry.load("tasks", task), "recipe_schema", None)
+    if not (isinstance(schema, type) and issubclass(schema, RecipeBase)):
+        raise UserError(f"task '{task}' declares no recipe schema", where="snnctl.tasks",
+                        hint="its class needs `recipe_schema = <a snnctl.config.RecipeBase subclass>`")
+    return schema
+
+
+def recipe_schemas() -> dict[str, type[BaseModel]]:
+    """Every installed task's recipe schema, by task name."""
+    return {task: recipe_schema(task) for task in registry.entries("tasks")}
 
 
 def _fixed_threshold(neuron: str) -> bool:
@@ -480,8 +493,8 @@ def task_of(data: dict[str, Any]) -> str:
     task = data.get("task")
     if task is None:
         return "lm" if data.get("lm") is not None else "classify"
-    if not isinstance(task, str) or task not in RECIPE_SCHEMAS:
-        raise UserError(f"task: expected one of {', '.join(RECIPE_SCHEMAS)}, got {task!r}")
+    if not isinstance(task, str) or task not in registry.entries("tasks"):
+        raise UserError(f"task: expected one of {', '.join(registry.entries('tasks'))}, got {task!r}")
     return task
 
 
@@ -504,7 +517,7 @@ def _check_key_exists(parts: list[str], schema: type[BaseModel]) -> None:
 
 
 def task_name(schema: type[BaseModel]) -> str:
-    return next(task for task, model in RECIPE_SCHEMAS.items() if model is schema)
+    return str(schema.model_fields["task"].default)
 
 
 def _apply_override(data: dict[str, Any], parts: list[str], value: Any) -> None:
@@ -518,9 +531,16 @@ def _apply_override(data: dict[str, Any], parts: list[str], value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _key_text(part: object) -> str:
+    """A key as the error line shows it: quoted when it holds a space or a control character, so a
+    key like 'a\nb' cannot break the one-line error."""
+    text = str(part)
+    return text if text.isprintable() and " " not in text else repr(text)
+
+
 def _first_problem(err: ValidationError) -> str:
     problem = err.errors()[0]
-    loc = ".".join(str(p) for p in problem["loc"]) or "(top level)"
+    loc = ".".join(_key_text(p) for p in problem["loc"]) or "(top level)"
     if problem["type"] == "extra_forbidden":
         return f"{loc}: unknown key"
     msg = problem["msg"].removeprefix("Value error, ")
@@ -552,7 +572,7 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
     for parts, value in parsed:
         if parts == ["task"]:
             data["task"] = value
-    schema = RECIPE_SCHEMAS[_task_where(data, str(path))]
+    schema = recipe_schema(_task_where(data, str(path)))
     for parts, value in parsed:
         _check_key_exists(parts, schema)
         _apply_override(data, parts, value)
@@ -568,7 +588,7 @@ def _task_where(data: dict[str, Any], where: str) -> str:
 
 
 def _validate(data: dict[str, Any], where: str) -> Recipe:
-    schema = RECIPE_SCHEMAS[_task_where(data, where)]
+    schema = recipe_schema(_task_where(data, where))
     if "task" not in data:
         data = {**data, "task": task_name(schema)}
         if data.get("lm", 0) is None:  # an old dump of a classifier recipe keeps `lm = None`

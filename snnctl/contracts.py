@@ -227,13 +227,16 @@ def bundle_loader(task: Task) -> Callable[[F], F]:
 @runtime_checkable
 class TrainTask(Protocol):
     """One kind of training around the one loop (`snnctl.training.loop.run`). The entry point's name is
-    the recipe's `task`; it names a factory `make(recipe, device) -> TrainTask` that loads the data,
-    builds `model` on `device` and checks every input before anything is written. The loop owns the
+    the recipe's `task`; it names a class (a factory `cls(recipe, device) -> TrainTask`) that loads the
+    data, builds `model` on `device` and checks every input before anything is written, and whose
+    `recipe_schema` (a `snnctl.config.RecipeBase` subclass with `task: Literal["<name>"]`) is what
+    that task's recipes are validated against, `--set` included. The loop owns the
     optimizer, learning-rate schedule, checkpoints, resume and metrics.jsonl; the task owns the rest.
     The loop may hand `loss` and `evaluate` a wrapped model (DDP): a task reads the model's own
     attributes through `snnctl.training.loop.unwrap`. A teacher signal (distillation) is the task's
     business: its `batch` may carry teacher logits and its `loss` add the term."""
 
+    recipe_schema: ClassVar[type[BaseModel]]
     model: torch.nn.Module
     total_steps: int
 

@@ -62,6 +62,22 @@ class HFSource(Section):
     config: JSONDict
 
 
+class RecordedData(Section):
+    """A recipe's [data] table as recorded: commands read it back to measure on the same split."""
+
+    name: Annotated[StrictStr, Field(min_length=1)]
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
+    split_seed: Annotated[StrictInt, Field(ge=0, lt=SEED_BOUND)] | None = None
+    options: JSONDict = Field(default_factory=dict)
+
+
+class RecordedRecipe(Section):
+    """The resolved recipe the bundle was trained with; its tables are checked in full where a command
+    trains from it again (`snnctl.config.validate_recipe`), its [data] table here."""
+
+    data: RecordedData | None = None
+
+
 class Conversion(Section):
     """How a converted SNN is rebuilt: its source ANN, rewritten again deterministically."""
 
@@ -69,6 +85,7 @@ class Conversion(Section):
     readout_delay: Annotated[StrictInt, Field(ge=0)] = 0
     graded_levels: Annotated[StrictInt, Field(ge=1)] | None = None
     hybrid: StrictBool = False
+    data: RecordedData | None = None
 
 
 class LanguageModel(Section):
@@ -95,7 +112,7 @@ class Manifest(Section):
     encoding: StrictStr | None = None
     tokenizer: StrictStr | None = None
     parent: StrictStr | None = None
-    recipe: JSONDict | None = None
+    recipe: RecordedRecipe | None = None
     seed: Annotated[StrictInt, Field(gt=-SEED_BOUND, lt=SEED_BOUND)] | None = None
     metrics: JSONDict = Field(default_factory=dict)
     logic_gated: StrictBool = False
@@ -136,10 +153,11 @@ class Manifest(Section):
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
     """Version 1 -> 2. A v1 language model said `"task": "lm"` with kind ann/snn; v2 says kind `lm`
-    and keeps the twin under `lm.spiking`. Writers that still add `task` are migrated the same way."""
+    and keeps the twin under `lm.spiking`. A version-2 manifest is left as it is."""
     data = dict(data)
-    if data.get("format_version") == 1:
-        data["format_version"] = FORMAT_VERSION
+    if data.get("format_version") != 1:
+        return data
+    data["format_version"] = FORMAT_VERSION
     if "task" in data:
         task = data.pop("task")
         if task == "lm":

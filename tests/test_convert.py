@@ -505,3 +505,33 @@ def test_design_card_resnet18_to_loihi_runs_without_data(cli, tmp_path):
     assert summary["report"]["replaced"] == 1 and summary["compiled"]["target"] == "loihi"
     assert any("untrained" in w for w in summary["warnings"])
     assert (out / "compiled-loihi" / "loihi_graph.json").is_file()
+
+
+def test_bench_and_compile_refuse_a_bad_out_before_any_work(cli, trained, tmp_path):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    for out, words in [(a_file, "names an existing file"), (a_file / "sub", "lies under a file")]:
+        _one_line_exit_2(cli("bench", trained["snn"], "--dataset", "digits", "--noise", "0,0.1", "--out", out), words)
+        _one_line_exit_2(cli("compile", trained["snn"], "--target", "nir", "--out", out), words)
+    assert a_file.read_text() == "x"
+
+
+def _tampered(bundle: Path, folder: Path, recipe: object) -> Path:
+    """A copy of `bundle` whose manifest records `recipe`."""
+    import shutil
+
+    shutil.copytree(bundle, folder)
+    manifest = json.loads((folder / "snnctl.json").read_text())
+    manifest["recipe"] = recipe
+    (folder / "snnctl.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_a_recorded_recipe_of_the_wrong_shape_is_one_line(cli, trained, tmp_path):
+    """The pipelines read a bundle's recorded recipe back: a tampered one is a user error, not a crash."""
+    not_a_table = _tampered(trained["snn"], tmp_path / "data-str", {"data": "digits"})
+    _one_line_exit_2(cli("bench", not_a_table, "--dataset", "digits"), "recipe.data")
+    _one_line_exit_2(cli("compile", not_a_table, "--target", "nir", "--out", tmp_path / "c"), "recipe.data")
+    no_data = _tampered(trained["snn"], tmp_path / "no-data", {"model": {"name": "cnn"}})
+    _one_line_exit_2(cli("robustify", no_data, "--dataset", "digits", "--out", tmp_path / "r"), "no [data] table")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()

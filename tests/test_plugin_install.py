@@ -16,8 +16,8 @@ from snnctl import registry
 
 FIXTURE = Path(__file__).parent / "fixtures" / "snnctl-hello"
 BENCH_CLASH = "command 'bench' is provided by snnctl and snnctl-hello; using snnctl's"
-# The groups snnctl-hello has a plugin in (training tasks, `snnctl.tasks`, have none yet).
-COVERED = ("commands", "models", "neurons", "datasets", "targets", "recipes", "bundles")
+# The groups snnctl-hello has a plugin in: every one.
+COVERED = ("commands", "models", "neurons", "datasets", "targets", "recipes", "bundles", "tasks")
 RECIPE_CLASH = "recipe file 'digits-snn' is provided by snnctl and snnctl-hello; using snnctl's"
 
 
@@ -50,7 +50,8 @@ def test_every_group_lists_the_plugin_and_each_clash(plugin_env: dict[str, str])
     rows = json.loads(listed.stdout)
     used = {(r["kind"], r["name"]): r["package"] for r in rows if r["used"]}
     for kind, name in [("command", "hello"), ("model", "tiny"), ("model", "tiny-lm"), ("neuron", "gain-lif"),
-                       ("dataset", "blobs"), ("target", "echo"), ("recipe", "hello"), ("bundle", "hello")]:
+                       ("dataset", "blobs"), ("target", "echo"), ("recipe", "hello"), ("bundle", "hello"),
+                       ("task", "smooth")]:
         assert used[(kind, name)] == "snnctl-hello", (kind, name)
     assert {g.rstrip("s") for g in registry.GROUPS} <= {r["kind"] for r in rows}
     assert used[("command", "bench")] == "snnctl" and used[("recipe file", "digits-snn")] == "snnctl"
@@ -130,6 +131,31 @@ def test_plugin_language_model_declares_its_task_and_trains(plugin_env: dict[str
     assert wrong.returncode == 2 and "is a language model" in wrong.stderr
 
 
+def weight_norm(bundle: Path) -> float:
+    from safetensors.torch import load_file
+
+    return sum(float(t.pow(2).sum()) for k, t in load_file(bundle / "model.safetensors").items() if "weight" in k)
+
+
+def test_plugin_task_brings_its_own_recipe_schema_and_trains(plugin_env: dict[str, str], tmp_path: Path):
+    """`smooth` (a classifier plus a squared-weights penalty) trains through snnctl's loop; its [smooth]
+    table is validated by its own schema and means nothing to the built-in tasks."""
+    runs = {}
+    for weight in (0.0, 1.0):
+        out = runs[weight] = tmp_path / f"smooth-{weight}"
+        done = snnctl(plugin_env, "train", "--recipe", "hello-smooth", "--set", f"smooth.weight={weight}",
+                      "--out", out, "--json")
+        assert done.returncode == 0, done.stderr
+    recorded = json.loads((runs[1.0] / "snnctl.json").read_text())["recipe"]
+    assert recorded["task"] == "smooth" and recorded["smooth"] == {"weight": 1.0}
+    assert weight_norm(runs[1.0]) < 0.97 * weight_norm(runs[0.0])  # the penalty is the task's own term
+    bad = snnctl(plugin_env, "train", "--recipe", "hello-smooth", "--set", "smooth.weight=-1",
+                 "--out", tmp_path / "bad")
+    assert bad.returncode == 2 and "smooth.weight" in errors_of(bad)[0] and not (tmp_path / "bad").exists()
+    foreign = snnctl(plugin_env, "recipes", "show", "digits-snn", "--set", "smooth.weight=1")
+    assert foreign.returncode == 2 and "no such key in a recipe of task 'classify'" in errors_of(foreign)[0]
+
+
 def test_plugin_bundle_kind_loads_through_its_own_loader(plugin_env: dict[str, str], tmp_path: Path):
     script = (
         "import sys, torch\n"
@@ -163,7 +189,8 @@ def test_readme_plugins_section_quotes_the_installed_package():
         assert table in section, group
     source = (FIXTURE / "snnctl_hello" / "__init__.py").read_text()
     for start in ("class GainLIF(LIF):", '@builds("lm")', "def build_tiny(act", "def load_blobs(",
-                  "@compile_target(", "@bundle_loader("):
+                  "@compile_target(", "@bundle_loader(", "class SmoothSection(Strict):"):
         block = source[source.index(start):].split("\n\n\n")[0]
         assert block in section, start
-    assert (FIXTURE / "snnctl_hello_recipes" / "hello-snn.toml").read_text().strip() in section
+    for recipe in ("hello-snn.toml", "hello-smooth.toml"):
+        assert (FIXTURE / "snnctl_hello_recipes" / recipe).read_text().strip() in section

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from snnctl.config import RECIPE_SCHEMAS, Recipe, load_recipe, validate_recipe
+from snnctl.config import Recipe, load_recipe, recipe_schemas, validate_recipe
 from snnctl.errors import UserError
 
 
@@ -28,7 +28,7 @@ def key_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tupl
     return paths
 
 
-KEYS = sorted({p for schema in RECIPE_SCHEMAS.values() for p in key_paths(schema)})
+KEYS = sorted({p for schema in recipe_schemas().values() for p in key_paths(schema)})
 
 scalars = st.one_of(
     st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.integers(), st.floats(),

@@ -28,6 +28,7 @@ from snnctl import __version__, contracts, registry
 from snnctl.artifact import Bundle, load_bundle, write_atomic
 from snnctl.backends.extract import ExportOptions
 from snnctl.errors import UserError
+from snnctl.paths import check_out
 
 MANIFEST = "compile.json"
 
@@ -252,11 +253,11 @@ def run_target(target: str, bundle_path: Path | str, out: Path | str, options: C
     started = time.perf_counter()
     options = options or CompileOptions()
     options.export.check()
+    out = check_out(Path(out))
     bundle = spiking_bundle(Path(bundle_path), target)
     T = options.T or bundle.model.T
     bundle.model.T = T  # every target's reference run and encoding use the compile's T
     inputs = round_trip_inputs(bundle, options)
-    out = Path(out)
     with staging(out) as stage:
         report, artifacts, *extra = check(bundle, stage, options, inputs, T)
         summary = finish(stage, out, target, bundle, options, artifacts, report, started, extra[0] if extra else None)

@@ -34,7 +34,7 @@ def load_as_recorded(name: str, recorded: dict[str, Any] | None) -> Dataset:
     """Load `name` with the split and options a recipe's [data] section recorded for it, when it is
     the same dataset; with its defaults otherwise."""
     if recorded and recorded.get("name") == name:
-        split = {k: recorded[k] for k in ("test_fraction", "split_seed") if k in recorded}
+        split = {k: recorded[k] for k in ("test_fraction", "split_seed") if recorded.get(k) is not None}
         return load_dataset(name, **split, **(recorded.get("options") or {}))
     return load_dataset(name)
 

@@ -30,7 +30,7 @@ def ensure_default(overrides: list[str] | None = None) -> Path:
         return path
     recipe = load_recipe(RECIPE, overrides)
     ui.err.print(f"No chat model cached yet: training the default one once (recipe {RECIPE}, "
-                 f"{getattr(recipe, 'lm', None) and recipe.lm.steps} steps, about 2 minutes on 2 CPU cores) "
+                 f"{recipe.lm.steps} steps, about 2 minutes on 2 CPU cores) "
                  f"into {path}")
     staging = path.with_name(f".{path.name}.training")
     shutil.rmtree(staging, ignore_errors=True)

@@ -61,6 +61,8 @@ def manifest_config(model: torch.nn.Module, config: dict[str, Any]) -> dict[str,
 class LMTask:
     """Next-token cross-entropy on a text corpus; held-out bits per byte every `lm.eval_every` steps."""
 
+    recipe_schema = LMRecipe
+
     def __init__(self, recipe: LMRecipe, device: str) -> None:
         lm, t = recipe.lm, recipe.train
         self.recipe, self.device = recipe, device

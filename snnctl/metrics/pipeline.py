@@ -13,6 +13,7 @@ from snnctl.artifact import Bundle, load_bundle, write_atomic
 from snnctl.data import Dataset
 from snnctl.metrics import energy
 from snnctl.metrics.bench import bench_bundle, dataset_for
+from snnctl.paths import check_out
 from snnctl.robust.noise import NoiseModel, noise_model, parse_levels
 
 
@@ -50,6 +51,7 @@ def plan_bench(job: BenchJob) -> BenchPlan:
     datasets = [dataset_for(b, job.dataset) for b in bundles]
     noise = None
     if job.noise:
+        check_out(job.out or job.bundle)
         levels = parse_levels(job.noise)
         noise = (noise_model(job.noise_model or default_noise_model(datasets[0])), levels)
     return BenchPlan(job, bundles, datasets, noise)

@@ -8,13 +8,12 @@ import the loop back.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from snnctl.artifact import MANIFEST, Bundle, load_bundle, write_atomic
+from snnctl.artifact import MANIFEST, Bundle, load_bundle, update_manifest
 from snnctl.data import Dataset, load_as_recorded, require_classification
 from snnctl.errors import UserError
 from snnctl.paths import check_out
@@ -93,9 +92,13 @@ def plan_robustify(job: RobustifyJob) -> RobustifyPlan:
     if not recipe_data:
         raise UserError("the bundle does not record the recipe it was trained with", where=str(job.bundle),
                         hint="robustify a bundle written by `snnctl train`")
+    missing = [table for table in ("model", "data", "train") if not isinstance(recipe_data.get(table), dict)]
+    if missing:  # the rest is checked when `train` validates the new recipe, before anything is written
+        raise UserError(f"the recorded recipe has no [{missing[0]}] table", where=f"{job.bundle / MANIFEST} (recipe)",
+                        hint="robustify a bundle written by `snnctl train`")
     out = check_out(job.out or job.bundle.with_name(job.bundle.name + "-robust"), source=job.bundle)
-    ds = require_classification(load_as_recorded(job.dataset, recipe_data.get("data")), job.dataset)
     data = copy.deepcopy(recipe_data)
+    ds = require_classification(load_as_recorded(job.dataset, data["data"]), job.dataset)
     if data["data"]["name"] != job.dataset:
         data["data"] = {"name": job.dataset}
     data["name"] = f"{data.get('name') or source.name}-robust"
@@ -114,12 +117,9 @@ def robustify(plan: RobustifyPlan, train: Train) -> RobustifyResult:
         "original": noise_curve(plan.source.model, plan.ds, plan.noise, LEVELS, repeats=REPEATS),
         "robust": noise_curve(robust.model, plan.ds, plan.noise, LEVELS, repeats=REPEATS),
     }
-    manifest = dict(robust.manifest)
-    manifest["parent"] = str(job.bundle)
-    manifest["robust"] = {
+    update_manifest(plan.out, {"parent": str(job.bundle), "robust": {
         "noise_model": job.noise_model, "range": list(plan.range), "ramp": job.ramp, "epochs": job.epochs,
         "logic_gated": job.logic_gated, "curve": curves["robust"], "parent_curve": curves["original"],
-    }
-    write_atomic(plan.out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    }})
     return RobustifyResult(plan.out, job.noise_model, plan.range, job.logic_gated, metrics, chance_level(plan.ds),
                            curve_table(curves), plan.ds.name)

@@ -104,6 +104,8 @@ def check_kernel_runs(model: Network, x: torch.Tensor) -> None:
 class ClassifyTask:
     """Cross-entropy on a labelled dataset; one epoch is a pass over a seeded permutation of it."""
 
+    recipe_schema = ClassifierRecipe
+
     def __init__(self, recipe: ClassifierRecipe, device: str) -> None:
         t = recipe.train
         self.recipe, self.device = recipe, device
@@ -111,7 +113,7 @@ class ClassifyTask:
                           split_seed=recipe.data.split_seed, **recipe.data.options)
         if not isinstance(ds, Dataset):
             raise UserError(f"dataset '{recipe.data.name}' is a text corpus, not a labelled dataset",
-                            where="[data] name", hint="add an [lm] section to train a language model on it")
+                            where="[data] name", hint='set task = "lm" to train a language model on it')
         self.ds = ds
         torch.manual_seed(t.seed)
         model, self.config = build_from_recipe(recipe, ds)

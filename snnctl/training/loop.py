@@ -113,7 +113,7 @@ def start_or_resume(out: Path, model: torch.nn.Module, optimizer: torch.optim.Op
         metrics_path.write_text("")
         (ckpt_dir / CHECKPOINT).unlink(missing_ok=True)
         return {"step": 0}
-    info = load_checkpoint(ckpt_dir, model, optimizer)
+    info = load_checkpoint(ckpt_dir, unwrap(model), optimizer)
     if info.get("fingerprint") != fingerprint:
         raise UserError(
             "the checkpoint was made by a different recipe",

@@ -82,7 +82,7 @@ def build_body(
     builder = registry.load("models", name)
     if contracts.task_of(builder) == "lm":
         raise UserError(f"model '{name}' is a language model, not a classifier",
-                        hint="train it with a recipe that has an [lm] section, e.g. small-ssm")
+                        hint="train it with a recipe of task = \"lm\", e.g. small-ssm")
     act = activation_factory(neuron_factory(neuron)) if neuron is not None else ann_activation(activation)
     try:
         return builder(act, **config)
