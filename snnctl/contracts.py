@@ -32,6 +32,8 @@ class Command(Protocol):
 
 # --- model builders (group `snnctl.models`) --------------------------------------------------------
 
+# What a model is for: a classifier or a language model (how it is built, called and loaded). Training
+# tasks (`snnctl.tasks`, below) are open-ended; each trains a model of one of these.
 Task = Literal["classify", "lm"]
 TASKS: tuple[str, ...] = ("classify", "lm")
 

@@ -113,11 +113,13 @@ def test_the_task_comes_from_the_recipe_through_the_tasks_group():
 # -- bad input on the command line: exit 2, one line, nothing written -----------------------------
 
 def _refused(cli, tmp_path: Path, *args: str, match: str) -> None:
+    """Exit 2, one line, and nothing written anywhere under tmp_path (files and their contents)."""
+    before = {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")}
     result = cli(*args)
     lines = error_lines(result.err)
     assert result.code == 2, result.err
     assert len(lines) == 1 and match in lines[0], lines
-    assert not (tmp_path / "run").exists()
+    assert {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")} == before
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="triton may fit where there is a GPU")
