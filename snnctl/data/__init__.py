@@ -49,8 +49,18 @@ def require_classification(ds: Any, name: str) -> Dataset:
 
 
 def load_dataset(name: str, **options: Any) -> Dataset:
-    """Load a registered dataset; bad options are a user error naming the dataset."""
-    loader = registry.load("datasets", name)
+    """Load a registered dataset, or a folder written by `snnctl data prepare` (any name that is not a
+    registered one and is a path); bad options are a user error naming the dataset."""
+    if name not in registry.entries("datasets") and (Path(name).is_dir() or os.sep in name):
+        from snnctl.data.prepared import load_prepared
+
+        if not Path(name).is_dir():
+            raise UserError("no such prepared dataset folder", where=name,
+                            hint="make one with `snnctl data prepare SOURCE --out DIR`")
+        def loader(**kw: Any) -> Dataset:
+            return load_prepared(Path(name), **kw)
+    else:
+        loader = registry.load("datasets", name)
     try:
         return loader(**options)
     except TypeError as err:

@@ -41,6 +41,13 @@ def encode(texts: list[str], vocab: dict[str, int], length: int) -> torch.Tensor
     return ids
 
 
+def build_vocab(texts: list[str], vocab_size: int) -> dict[str, int]:
+    """The `vocab_size - 2` most frequent words of `texts` (ties alphabetical), ids from 2."""
+    counts = Counter(w for text in texts for w in tokens(text))
+    words = sorted(counts, key=lambda w: (-counts[w], w))[: vocab_size - 2]
+    return {w: i + 2 for i, w in enumerate(words)}
+
+
 def load(
     test_fraction: float = 0.2, split_seed: int = 0, path: str | None = None, vocab_size: int = 16384,
     length: int = 48, train_limit: int | None = None,
@@ -51,9 +58,7 @@ def load(
     t_text, t_y = read_tsv(folder / "dev.tsv")
     if train_limit:
         x_text, y = x_text[:train_limit], y[:train_limit]
-    counts = Counter(w for text in x_text for w in tokens(text))
-    words = sorted(counts, key=lambda w: (-counts[w], w))[: vocab_size - 2]
-    vocab = {w: i + 2 for i, w in enumerate(words)}
+    vocab = build_vocab(x_text, vocab_size)
     return Dataset(
         name="sst2", x_train=encode(x_text, vocab, length), y_train=torch.tensor(y),
         x_test=encode(t_text, vocab, length), y_test=torch.tensor(t_y), num_classes=2,

@@ -18,6 +18,7 @@ from snnctl.config import AugmentSection, ClassifierRecipe
 from snnctl.data import Dataset, load_dataset
 from snnctl.errors import UserError
 from snnctl.metrics.accuracy import accuracy
+from snnctl.metrics.bench import check_compatible
 from snnctl.nn import kernels
 from snnctl.robust.noise import noise_model, noisy_logits
 from snnctl.robust.ternary import make_ternary, to_logic_gated
@@ -86,6 +87,21 @@ def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+def check_fits(model: Network, ds: Dataset) -> None:
+    """A dataset whose shape or class count the recipe's model does not take is a user error naming both
+    shapes, found on two examples before anything is written (RNG and running statistics untouched). It
+    runs under the automatic kernel: whether a forced `--kernel` takes the model is `check_kernel_runs`'s."""
+    forced = kernels.default()
+    kernels.set_default("auto")
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            check_compatible(model, ds, where="[data] name", hint="pick a model config for this dataset's shape")
+    finally:
+        model.train()
+        kernels.set_default(forced)
+
+
 def check_kernel_runs(model: Network, x: torch.Tensor) -> None:
     """A kernel forced with --kernel may not take this model (per-neuron leaks, say): try one small
     forward pass, leaving every RNG and running statistic as it was, before anything is written."""
@@ -117,6 +133,7 @@ class ClassifyTask:
         self.ds = ds
         torch.manual_seed(t.seed)
         model, self.config = build_from_recipe(recipe, ds)
+        check_fits(model, ds)
         if t.init:
             start_from(model, Path(t.init))
         if recipe.model.logic_gated:
