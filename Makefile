@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.snnctl-installed
 RUNS ?= runs
 
-.PHONY: setup demo test test-fast lint bench-layer bench-kernels bench-conversion bench-compile check-netx kernels clean
+.PHONY: setup demo test test-fast lint bench-layer bench-kernels bench-conversion bench-compile bench-data check-netx kernels clean
 
 setup: $(STAMP)
 
@@ -60,6 +60,9 @@ bench-conversion: setup
 
 bench-compile: setup
 	$(BIN)/python benchmarks/compile.py --save benchmarks/results/compile.json
+
+bench-data: setup
+	$(BIN)/python benchmarks/data.py --save benchmarks/results/data.json
 
 # lava-dl's own netx loader reading the loihi target's model.net (lava-dl is not part of the set-up:
 # it declares Python < 3.11; installed --no-deps into a separate folder for this check only).
