@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from snnctl import config, ui
-from snnctl.conversion.methods import MAXPOOL_MODES, METHODS
+from snnctl.conversion.methods import MAXPOOL_MODES, METHODS, listed
 from snnctl.errors import UserError
 
 
@@ -50,10 +50,10 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
 def pool_mode(choice: str, to_target: Any) -> str:
     """--maxpool auto: average pooling for a target that declares no max over spikes, rate-gated otherwise."""
     if choice not in (*MAXPOOL_MODES, "auto"):
-        raise UserError(f"unknown --maxpool '{choice}'", hint=f"use auto, {' or '.join(MAXPOOL_MODES)}")
+        raise UserError(f"unknown --maxpool '{choice}'", hint=f"use auto, {listed(MAXPOOL_MODES)}")
     if choice != "auto":
         return choice
-    return "average" if to_target is not None and not to_target.pools_max else "rate"
+    return "average" if to_target is not None and not to_target.pools_max else "diff"
 
 
 def import_nir(path: Path, out: Path | None, T: int, dt: float, discretisation: str, target: str | None,
@@ -95,8 +95,10 @@ def command(
                                        help="Keep unsupported ops (run per step) and label the bundle hybrid."),
     target: str | None = typer.Option(None, "--target", help="Hand the result to `snnctl compile` for this target."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output bundle folder (default runs/NAME-snn)."),
-    maxpool: str = typer.Option("auto", "--maxpool", help="rate (pool by running sums, exact), average (Loihi "
-                                "form; changes the ANN) or auto (average for a target with no max over spikes)."),
+    maxpool: str = typer.Option("auto", "--maxpool", help="; ".join(f"{k}: {v}" for k, v in MAXPOOL_MODES.items())
+                                + "; auto: diff, or average for a target with no max over spikes."),
+    signed: bool = typer.Option(False, "--signed", help="Signed IF neurons: a spike of -1 takes back a spike fired "
+                                "on a transient (closer to the ANN at small T; targets must take negative spikes)."),
     input_shape: str | None = typer.Option(None, "--input-shape", help="Without --dataset: input shape C,H,W of "
                                            "the data-free threshold inputs (default 3,224,224 for an ImageNet stem)."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
@@ -130,7 +132,7 @@ def command(
     to_target = handoff(target)
     run_device = config.prepare_runtime(device, None)
     options = C.Options(method=method, T=T, levels=levels, percentile=percentile, allow_partial=allow_partial,
-                        maxpool=pool_mode(maxpool, to_target))
+                        maxpool=pool_mode(maxpool, to_target), signed=signed)
     job = P.ConvertJob(model=model, options=options, weights=weights, dataset=dataset, samples=samples,
                        zoo_config=parse_sets(sets), input_shape=parse_shape(input_shape), target=to_target, out=out,
                        device=run_device)

@@ -147,8 +147,9 @@ class CompileTarget(Protocol):
     `out`, `artifacts` {kind: file name}, `roundtrip` {`samples`, `T`, `layers`, ...}, `warnings`,
     `compile_s`); the `roundtrip` keys the table prints are optional for a third-party target.
     `takes_converted = True` declares that it also compiles converted SNNs (per-channel thresholds,
-    subtractive reset), `check_converted` what of them it cannot map, and `max_pooling = False` that it
-    has no max over spikes; declare them with `@compile_target(takes_converted=True, ...)`."""
+    subtractive reset), `check_converted` what of them it cannot map, `max_pooling = False` that it
+    has no max over spikes, and `signed_spikes = True` that it takes spikes of -1 (`convert --signed`);
+    declare them with `@compile_target(takes_converted=True, ...)`."""
 
     takes_converted: bool
 
@@ -159,16 +160,18 @@ ConvertedCheck = Callable[["torch.nn.Module", tuple[int, ...]], None]
 
 
 def compile_target(*, takes_converted: bool = False, check_converted: ConvertedCheck | None = None,
-                   max_pooling: bool = True) -> Callable[[F], F]:
+                   max_pooling: bool = True, signed_spikes: bool = False) -> Callable[[F], F]:
     """Declare a compile target's capabilities on the function itself. `check_converted(model,
     input_shape)` raises a UserError, naming the layer, for a converted SNN the target cannot map;
     `snnctl convert --target` runs it before anything is written. `max_pooling=False` says the target
-    has no max over spikes, so `convert --maxpool auto` replaces max pooling by average pooling."""
+    has no max over spikes, so `convert --maxpool auto` replaces max pooling by average pooling;
+    `signed_spikes=True` that it runs signed IF neurons (spikes of -1 and +1)."""
 
     def mark(fn: F) -> F:
         fn.takes_converted = takes_converted  # type: ignore[attr-defined]
         fn.check_converted = check_converted  # type: ignore[attr-defined]
         fn.max_pooling = max_pooling  # type: ignore[attr-defined]
+        fn.signed_spikes = signed_spikes  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -187,6 +190,11 @@ def has_fixed_threshold(neuron: Any) -> bool:
 def pools_max(target: Any) -> bool:
     """Whether a compile target runs (rate-gated) max pooling over spikes (absent: it does)."""
     return bool(getattr(target, "max_pooling", True))
+
+
+def takes_signed_spikes(target: Any) -> bool:
+    """Whether a compile target declares that it runs signed neurons (absent: it does not)."""
+    return bool(getattr(target, "signed_spikes", False))
 
 
 def converted_check(target: Any) -> ConvertedCheck | None:

@@ -4,7 +4,7 @@
 `<layer>.spikes` per neuron layer and `<layer>.v.next` per stateful layer; batch axis dynamic; the
 initial state (zeros, or a converted neuron's initial potential), reset mode and threshold convention
 are in metadata_props. Converted SNNs export too: their threshold-scaled IF (or graded) neurons keep
-per-channel thresholds, and rate-gated max pooling carries its running sums as state.
+per-channel thresholds, and max pooling of currents (differenced or gated) carries its running sums as state.
 `model.seq.onnx` runs that step over axis 0 of `xs` (`[T, B, ...]`, T dynamic) with an ONNX Scan:
 outputs the final states, `ys` and per-layer spikes.
 Spikes are computed forward-only as (h >= threshold), the same rule as the PyTorch neurons.
@@ -91,14 +91,15 @@ class StepConverted(nn.Module):
 
 
 class StepRateMaxPool(nn.Module):
-    """One step of rate-gated max pooling: the running sums are the state; each window passes the
-    current of the input whose running sum is largest."""
+    """One step of RateMaxPool: the running sums are the state; each window passes the change of the
+    largest running sum (differenced) or the current of the input whose running sum is largest (gated)."""
 
     def __init__(self, pool: RateMaxPool, where: str) -> None:
         super().__init__()
         if not isinstance(pool.pool, nn.MaxPool2d):
             raise UserError(f"layer {where}: only 2-d max pooling exports to ONNX", hint="use MaxPool2d")
         self.pool = pool.pool
+        self.differenced = pool.differenced
         self.v_in: Tensor | None = None
         self.v_out: Tensor | None = None
 
@@ -109,8 +110,11 @@ class StepRateMaxPool(nn.Module):
         running = self.v_in + x
         self.v_out = running
         p = self.pool
-        _, idx = torch.nn.functional.max_pool2d(running, p.kernel_size, p.stride, p.padding, p.dilation, p.ceil_mode,
-                                                return_indices=True)
+        args = (p.kernel_size, p.stride, p.padding, p.dilation, p.ceil_mode)
+        if self.differenced:
+            before = self.v_in.expand_as(running)  # a 0-d zero while initial_state probes shapes
+            return torch.nn.functional.max_pool2d(running, *args) - torch.nn.functional.max_pool2d(before, *args)
+        _, idx = torch.nn.functional.max_pool2d(running, *args, return_indices=True)
         return x.flatten(2).gather(2, idx.flatten(2)).view_as(idx)
 
 

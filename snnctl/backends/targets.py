@@ -95,6 +95,10 @@ class ConvertedHandoff:
     def pools_max(self) -> bool:
         return contracts.pools_max(self.fn)
 
+    @property
+    def signed_spikes(self) -> bool:
+        return contracts.takes_signed_spikes(self.fn)
+
     def check(self, net: torch.nn.Module, input_shape: tuple[int, ...]) -> None:
         check_converted(self.name, net, input_shape)
 
@@ -127,6 +131,10 @@ def _loihi_lowers(model: torch.nn.Module, input_shape: tuple[int, ...]) -> None:
 def spiking_bundle(path: Path, target: str) -> Bundle:
     bundle = load_bundle(path)
     if bundle.manifest["kind"] == "converted" and _takes_converted(target):
+        signed = (bundle.manifest.get("conversion") or {}).get("signed")
+        if signed and not contracts.takes_signed_spikes(registry.entries("targets")[target].load()):
+            raise UserError(f"the {target} target takes no negative spikes; this converted SNN has signed neurons",
+                            where=str(path), hint=f"convert without --signed to compile for {target}")
         return bundle
     if bundle.manifest["kind"] != "snn":
         raise UserError(f"the {target} target compiles SNN bundles; this one is {bundle.manifest['kind']}",

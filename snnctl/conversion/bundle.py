@@ -27,6 +27,8 @@ MISFIT_HINT = "pick the dataset the ANN was trained on, or set its zoo config (-
 
 
 def spike_kind(model: Network) -> str:
+    if any(n.signed for _, n in neurons(model.body)):
+        return "signed (-1 or +1 per step)"
     levels = {n.graded_levels for _, n in neurons(model.body)}
     return "binary" if levels == {None} else f"graded (up to {max(x or 1 for x in levels)} spikes per step)"
 
@@ -37,7 +39,9 @@ def manifest_for(
     name = source["name"] if source["type"] == "zoo" else f"hf:{source['config'].get('architectures', ['?'])[0]}"
     config = source.get("config", {}) if source["type"] == "zoo" else {}
     graded = {n.graded_levels for _, n in neurons(model.body)} - {None}
-    neuron = {"type": "graded" if graded else "if", "reset": "subtract", "threshold": "per channel (theta buffers)",
+    signed = any(n.signed for _, n in neurons(model.body))
+    kind = "graded" if graded else "signed-if" if signed else "if"
+    neuron = {"type": kind, "reset": "subtract", "threshold": "per channel (theta buffers)",
               "v_init": "per channel (v0 buffers, default 0.5)", **({"levels": graded.pop()} if graded else {})}
     manifest = make_manifest(zoo_name=name, zoo_config=config, kind="converted", neuron=neuron, T=model.T,
                              encoding="direct", parent=parent, metrics=metrics)

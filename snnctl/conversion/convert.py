@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from snnctl.conversion.graph import Report, neurons, rewrite
-from snnctl.conversion.methods import METHODS
+from snnctl.conversion.methods import MAXPOOL_MODES, METHODS, listed
 from snnctl.conversion.neuron import Converted
 from snnctl.data.encoders import encode
 from snnctl.errors import UserError
@@ -28,12 +28,24 @@ class Options:
     levels: int = 4  # graded: most spikes per step
     percentile: float = 99.9
     allow_partial: bool = False
-    maxpool: str = "rate"  # "average": max pooling swapped for average pooling (targets with no max)
+    maxpool: str = "diff"  # one of methods.MAXPOOL_MODES
+    signed: bool = False  # signed IF neurons: spikes of -1 and +1 (targets that take negative spikes)
 
 
 def check_method(method: str) -> None:
     if method not in METHODS:
         raise UserError(f"unknown method '{method}'", hint=f"use one of: {', '.join(METHODS)}")
+
+
+def check_options(options: Options) -> None:
+    """The choices an Options may hold, checked before any work (a job built in code as the CLI's is)."""
+    check_method(options.method)
+    if options.maxpool not in MAXPOOL_MODES:
+        raise UserError(f"unknown max pooling mode '{options.maxpool}'", where="--maxpool",
+                        hint=f"use auto, {listed(MAXPOOL_MODES)}")
+    if options.signed and options.method == "graded":
+        raise UserError("signed neurons take one spike per step; method graded emits several", where="--signed",
+                        hint="drop --signed, or use --method rate or qcfs")
 
 
 def has_qcfs(model: nn.Module) -> bool:
@@ -141,7 +153,7 @@ def convert(
     ann_body: nn.Module, options: Options, calib_x: Tensor | None
 ) -> tuple[fx.GraphModule, Report]:
     """Rewrite an ANN body into a converted SNN body and balance its thresholds."""
-    check_method(options.method)
+    check_options(options)
     if options.method == "qcfs" and not has_qcfs(ann_body):
         raise UserError("method 'qcfs' needs an ANN trained with QCFS activations",
                         hint="train it with --set model.activation=qcfs, or use --method rate")
@@ -149,7 +161,7 @@ def convert(
         raise UserError(f"method '{options.method}' sets thresholds from activations and needs calibration data",
                         hint="add --dataset NAME (e.g. --dataset digits)")
     gm, report = rewrite(ann_body, graded_levels=graded_levels(options, ann_body),
-                         allow_partial=options.allow_partial, maxpool=options.maxpool)
+                         allow_partial=options.allow_partial, maxpool=options.maxpool, signed=options.signed)
     balance(gm, calib_x, options)
     return gm, report
 
@@ -220,7 +232,7 @@ def build_converted(manifest: dict[str, Any]) -> Network:
         raise UserError("manifest of a converted bundle lacks 'conversion.source'")
     ann = rebuild(info["source"])
     gm, _ = rewrite(ann, graded_levels=info.get("graded_levels"), allow_partial=bool(info.get("hybrid")),
-                    maxpool=info.get("maxpool", "rate"))
+                    maxpool=info.get("maxpool", "rate"), signed=bool(info.get("signed", False)))
     net = Network(gm, kind="converted", encoding="direct", T=int(manifest.get("T") or 1))
     net.readout_delay = int(info.get("readout_delay", 0))
     return net

@@ -282,7 +282,7 @@ def _set_submodule(gm: fx.GraphModule, target: str, module: nn.Module) -> None:
     setattr(parent, name, module)
 
 
-def move_maxpool(gm: fx.GraphModule, report: Report) -> None:
+def move_maxpool(gm: fx.GraphModule, report: Report, differenced: bool = True) -> None:
     """act -> maxpool becomes maxpool -> act: exact for the ANN (max commutes with ReLU), and the
     neuron then sees pooled currents instead of pooling spikes (which is not pooling rates)."""
     modules = dict(gm.named_modules())
@@ -298,7 +298,7 @@ def move_maxpool(gm: fx.GraphModule, report: Report) -> None:
         act.args = (node, *act.args[1:])
         node.append(act)
         report.moved.append(f"{describe(node, modules)} before {describe(act, modules)}")
-        _rate_maxpool(gm, node, modules)
+        _rate_maxpool(gm, node, modules, differenced)
     gm.graph.lint()
 
 
@@ -347,12 +347,12 @@ def average_maxpool(gm: fx.GraphModule, report: Report) -> None:
     gm.recompile()
 
 
-def _rate_maxpool(gm: fx.GraphModule, node: fx.Node, modules: dict[str, nn.Module]) -> None:
+def _rate_maxpool(gm: fx.GraphModule, node: fx.Node, modules: dict[str, nn.Module], differenced: bool) -> None:
     """Swap a moved max pool for `RateMaxPool`, which pools time-varying currents by their running sums."""
     if node.op == "call_module":
         pool = modules[str(node.target)]
         if isinstance(pool, (nn.MaxPool1d, nn.MaxPool2d)):
-            _set_submodule(gm, str(node.target), RateMaxPool(pool))
+            _set_submodule(gm, str(node.target), RateMaxPool(pool, differenced))
         return
     if node.target not in (F.max_pool1d, F.max_pool2d):
         return
@@ -360,21 +360,22 @@ def _rate_maxpool(gm: fx.GraphModule, node: fx.Node, modules: dict[str, nn.Modul
     params = {n: node.args[i + 1] for i, n in enumerate(names) if len(node.args) > i + 1}
     params.update({k: v for k, v in node.kwargs.items() if k in names})
     cls = nn.MaxPool1d if node.target is F.max_pool1d else nn.MaxPool2d
-    _replace_with_module(gm, node, f"maxpool_{node.name}", RateMaxPool(cls(**params)))
+    _replace_with_module(gm, node, f"maxpool_{node.name}", RateMaxPool(cls(**params), differenced))
 
 
 def rewrite(
-    model: nn.Module, graded_levels: int | None = None, allow_partial: bool = False, maxpool: str = "rate"
+    model: nn.Module, graded_levels: int | None = None, allow_partial: bool = False, maxpool: str = "diff",
+    signed: bool = False,
 ) -> tuple[fx.GraphModule, Report]:
     """Trace `model` (an ANN in eval mode) and return the converted graph module and its report.
-    `maxpool`: "rate" pools by running input sums (exact), "average" swaps it for average pooling."""
+    `maxpool`: one of methods.MAXPOOL_MODES; `signed`: signed IF neurons (spikes of -1 and +1)."""
     model = model.eval()
     gm = trace(model)
     report = Report()
     if maxpool == "average":
         average_maxpool(gm, report)
     fold_batchnorm(gm, report)
-    move_maxpool(gm, report)
+    move_maxpool(gm, report, differenced=maxpool == "diff")
     modules = dict(gm.named_modules())  # after move_maxpool: RateMaxPool modules are in place
     after_neuron: set[fx.Node] = set()
     used: set[str] = set()  # a ReLU module called twice (torchvision's self.relu) needs two neurons
@@ -387,7 +388,7 @@ def rewrite(
         where = source_line(node)
         if found is not None:
             op, original = found
-            neuron = Converted(op, graded_levels=graded_levels)
+            neuron = Converted(op, graded_levels=graded_levels, signed=signed)
             if isinstance(original, QCFS):
                 neuron.lam.copy_(original.lam.detach())
             target = str(node.target) if node.op == "call_module" else f"neuron_{count}"

@@ -10,7 +10,12 @@ METHODS: dict[str, str] = {
 }
 STAGES = ("threshold", "bias", "potential", "delay", "hseo")  # calibration stages, in the order they run
 DEFAULT_STAGES = ("threshold", "bias", "potential", "delay")
-MAXPOOL_MODES = ("rate", "average")  # how the rewrite treats max pooling (graph.move_maxpool, average_maxpool)
+# How the rewrite treats max pooling (graph.move_maxpool, average_maxpool; neuron.RateMaxPool says why).
+MAXPOOL_MODES: dict[str, str] = {
+    "diff": "differenced running max, exact over T (default where the target pools max)",
+    "rate": "gated by the largest running sum (before 0.x's diff; biased up on near-tied windows)",
+    "average": "average pooling + ReLU (the form for targets with no max; changes the ANN)",
+}
 
 
 def listed(names: object) -> str:

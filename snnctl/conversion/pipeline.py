@@ -37,6 +37,7 @@ class Handoff(Protocol):
     backends; conversion does not import them)."""
 
     name: str
+    signed_spikes: bool  # whether it takes spikes of -1 (signed neurons)
 
     def check(self, net: Network, input_shape: tuple[int, ...]) -> None:
         """Refuse, before the bundle is written, a model the target cannot map."""
@@ -152,7 +153,10 @@ def convert_model(job: ConvertJob, on_report: Callable[[ConvertResult], None] | 
     bundle and hand it to the compile target. `on_report` sees the result before measuring starts."""
     from snnctl.artifact import save_bundle
 
-    C.check_method(job.options.method)
+    C.check_options(job.options)
+    if job.options.signed and job.target is not None and not job.target.signed_spikes:
+        raise UserError(f"the {job.target.name} target takes no negative spikes, and signed neurons emit them",
+                        where="--signed", hint="drop --signed for this target")
     out = check_out(job.out or default_out(job.model))
     ds = require_classification(load_dataset(job.dataset), job.dataset) if job.dataset and _is_zoo(job.model) \
         else None
@@ -192,6 +196,7 @@ def convert_model(job: ConvertJob, on_report: Callable[[ConvertResult], None] | 
             "calibration_samples": len(calib_x) if ds is not None and calib_x is not None else 0,
             "data_free": ds is None and calib_x is not None,
             "graded_levels": C.graded_levels(job.options, source.body), "maxpool": job.options.maxpool,
+            "signed": job.options.signed,
             "hybrid": bool(report.unsupported), "weights": source.weights, "report": report.as_dict(),
             "data": {"name": ds.name, **(source.data or {})} if ds is not None else None, "calibration": [],
             "warnings": result.warnings}
