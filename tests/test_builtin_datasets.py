@@ -27,7 +27,7 @@ def test_fashion_mnist_is_prepared_once_reused_and_redone_when_its_source_change
     src = fashion_like(tmp_path / "fm")
     ds = load_dataset("fashion-mnist", path=str(src))
     assert ds.x_train.shape == (20, 1, 28, 28) and ds.x_test.shape == (10, 1, 28, 28) and ds.num_classes == 3
-    assert 0.0 <= float(ds.x_train.min()) and float(ds.x_train.max()) <= 1.0
+    assert float(ds.x_train.min()) >= 0.0 and float(ds.x_train.max()) <= 1.0
     cache = tmp_path / "home" / "cache" / "datasets" / "fashion-mnist"
     stamp = (cache / "snnctl-dataset.json").stat().st_mtime_ns
     assert load_dataset("fashion-mnist", path=str(src)).y_test.tolist() == ds.y_test.tolist()
