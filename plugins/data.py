@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from snnctl import config, ui
+from snnctl import settings, ui
 
 app = typer.Typer(help="Prepare datasets from local files or Hugging Face, show them, list them.",
                   no_args_is_help=True)
@@ -92,7 +92,7 @@ def show(
     from snnctl.data.prepared import is_prepared
     from snnctl.data.show import describe, preview
 
-    home = config.load_settings().home.expanduser() / "datasets" / target
+    home = settings.load_settings().home.expanduser() / "datasets" / target
     resolved = str(home) if not Path(target).exists() and is_prepared(home) else target
     summary, ds = describe(resolved)
     default = Path(resolved) / "preview.png" if is_prepared(resolved) else Path(f"{Path(target).name}-preview.png")
@@ -137,7 +137,7 @@ def list_datasets(
     """
     from snnctl.data.show import listing
 
-    rows = listing(config.load_settings().home.expanduser() / "datasets", list(paths or []))
+    rows = listing(settings.load_settings().home.expanduser() / "datasets", list(paths or []))
     if json_out:
         ui.print_json(rows)
         return

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from snnctl.config import Settings, available_recipes, load_recipe, load_settings, parse_override
+from snnctl.config import available_recipes, load_recipe, parse_override
 from snnctl.errors import UserError
+from snnctl.settings import Settings, load_settings
 
 
 def write(path: Path, text: str) -> Path:

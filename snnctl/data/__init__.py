@@ -29,6 +29,16 @@ class Dataset:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def steps(self) -> int | None:
+        """The time steps each example carries itself (binned event frames `[N, T, ...]`), else None."""
+        return self.info.get("steps")
+
+    @property
+    def step_shape(self) -> tuple[int, ...]:
+        """What a model sees at one time step: the input shape without the example's own time axis."""
+        return self.input_shape[1:] if self.steps else self.input_shape
+
 
 def load_as_recorded(name: str, recorded: dict[str, Any] | None) -> Dataset:
     """Load `name` with the split and options a recipe's [data] section recorded for it, when it is

@@ -22,8 +22,8 @@ NMNIST_FILES = ("train1K.txt", "test100.txt")
 
 def cached(name: str, source: Path, fmt: str, **job: object) -> Path:
     """The prepared copy of `source` under the cache, prepared (again) when absent or out of date."""
-    from snnctl.config import load_settings
     from snnctl.data.prepared import PrepareJob, open_prepared, prepare
+    from snnctl.settings import load_settings
 
     folder = load_settings().cache / "datasets" / name
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,8 @@
 - rate: Bernoulli spikes with probability equal to the intensity in [0, 1].
 - poisson: Poisson spike counts with mean equal to the intensity (can exceed one per step).
 - latency: one spike per input, earlier for stronger intensity; zero intensity never fires.
+- frames: inputs that carry their own time axis `[B, T, ...]` (event frames, e.g. N-MNIST binned into T
+  steps), made time-major; the model's T must be the data's.
 """
 
 from __future__ import annotations
@@ -36,12 +38,20 @@ def latency(x: Tensor, T: int) -> Tensor:
     return ((steps == t_fire.unsqueeze(0)) & (x > 0).unsqueeze(0)).to(x.dtype)
 
 
+def frames(x: Tensor, T: int) -> Tensor:
+    if x.ndim < 3 or x.shape[1] != T:
+        raise ValueError(f"encoding 'frames' takes inputs [B, T={T}, ...] with their own time axis; "
+                         f"got shape {tuple(x.shape)}: set the data's T (e.g. data.options.T) to encoding.T")
+    return x.transpose(0, 1)
+
+
 # The one list of encodings: validators (recipes, manifests) and help texts read it from here.
 ENCODERS: dict[str, Callable[[Tensor, int, torch.Generator | None], Tensor]] = {
     "direct": lambda x, T, g: direct(x, T),
     "rate": rate,
     "poisson": poisson,
     "latency": lambda x, T, g: latency(x, T),
+    "frames": lambda x, T, g: frames(x, T),
 }
 ENCODINGS: tuple[str, ...] = tuple(ENCODERS)
 

@@ -275,6 +275,8 @@ def load_prepared(folder: Path, *, test_fraction: float | None = None, split_see
     arrays = {split: _tensor(dd[split], manifest, T, folder) for split in ("train", "test")}
     labels = {split: torch.as_tensor(np.asarray(dd[split]["label"], dtype=np.int64)) for split in ("train", "test")}
     info: dict[str, Any] = {"prepared": str(folder), "fingerprint": manifest["fingerprint"]}
+    if manifest["modality"] == "events":  # frames [N, T, 2, H, W]: train them with encoding "frames"
+        info["steps"] = int(arrays["train"].shape[1])
     if manifest["modality"] == "text":
         from snnctl.data.sst2 import build_vocab, encode
 

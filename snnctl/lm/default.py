@@ -12,7 +12,8 @@ from pathlib import Path
 
 from snnctl import ui
 from snnctl.artifact import MANIFEST
-from snnctl.config import load_recipe, load_settings
+from snnctl.config import load_recipe
+from snnctl.settings import load_settings
 
 RECIPE = "chat-ssm"
 

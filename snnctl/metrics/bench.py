@@ -50,7 +50,7 @@ def check_compatible(model: torch.nn.Module, ds: Dataset, where: str, hint: str 
     try:
         with torch.no_grad():
             logits = model(probe)
-    except (RuntimeError, IndexError, TypeError) as err:
+    except (RuntimeError, IndexError, TypeError, ValueError) as err:
         raise UserError(
             f"model takes {expected_input(model)} but {describe_inputs(ds)} ({str(err).splitlines()[0]})",
             where=where, hint=hint,

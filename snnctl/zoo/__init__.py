@@ -114,9 +114,9 @@ def fill_shape_defaults(name: str, config: dict[str, Any], ds: Dataset) -> dict[
     if "num_classes" in params:
         filled.setdefault("num_classes", ds.num_classes)
     if "in_channels" in params:
-        filled.setdefault("in_channels", ds.input_shape[0])
+        filled.setdefault("in_channels", ds.step_shape[0])
     if "in_features" in params:
-        filled.setdefault("in_features", math.prod(ds.input_shape))
+        filled.setdefault("in_features", math.prod(ds.step_shape))
     for key, value in ds.info.items():  # e.g. a text dataset's vocab_size
         if key in params:
             filled.setdefault(key, value)
