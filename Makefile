@@ -49,7 +49,7 @@ bench-layer: setup
 
 # Peers (snnTorch, SpikingJelly, Norse) are benchmark-only, installed here, not by setup. --no-deps:
 # their declared torchvision/torchaudio would replace the CPU torch with a multi-GB CUDA build.
-PEERS := snntorch==1.0.0 spikingjelly==2.0.0 norse==1.1.0 nir nirtorch loguru h5py tqdm requests
+PEERS := snntorch==1.0.0 spikingjelly==2.0.0 norse==1.1.0 nir nirtorch loguru h5py tqdm requests urllib3 idna charset-normalizer certifi
 bench-kernels: setup
 	$(BIN)/pip install -q --no-deps $(PEERS)
 	$(BIN)/python benchmarks/kernels.py --save benchmarks/results/kernels.json
