@@ -127,11 +127,9 @@ def resnet18_conversion_time() -> dict[str, Any]:
             "threads": torch.get_num_threads()}
 
 
-def previous_models(save: Path | None) -> dict[str, Any]:
-    """The models an earlier run saved, kept when this run measures only some (`--models`)."""
-    if save is None or not save.is_file():
-        return {}
-    return json.loads(save.read_text())["models"]
+def previous_results(save: Path | None) -> dict[str, Any]:
+    """What an earlier run saved: its models are kept when this run measures only some (`--models`)."""
+    return json.loads(save.read_text()) if save is not None and save.is_file() else {}
 
 
 def main() -> None:
@@ -143,11 +141,14 @@ def main() -> None:
     parser.add_argument("--skip-resnet-time", action="store_true", help="keep the saved resnet18 conversion time")
     args = parser.parse_args()
     torch.manual_seed(0)
+    previous = previous_results(args.save)
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "method": "test-split accuracy; calibration on 512 seeded training examples; SJ on the same ANN and data",
-        "models": previous_models(args.save),
+        "models": previous.get("models", {}),
     }
+    if args.skip_resnet_time and "resnet18_conversion_time" in previous:  # kept in every save below
+        results["resnet18_conversion_time"] = previous["resnet18_conversion_time"]
     for name in args.models.split(","):
         recipe_name, overrides, dataset, options, signed_at = MODELS[name]
         recipe = load_recipe(recipe_name, overrides)
@@ -172,9 +173,7 @@ def main() -> None:
         print(f"{name}: done", file=sys.stderr)
         if args.save:  # each model as it finishes: a long run cut short keeps what it measured
             emit(results, args.save, False)
-    if args.skip_resnet_time and args.save and args.save.is_file():
-        results["resnet18_conversion_time"] = json.loads(args.save.read_text())["resnet18_conversion_time"]
-    else:
+    if "resnet18_conversion_time" not in results:
         results["resnet18_conversion_time"] = resnet18_conversion_time()
     emit(results, args.save, args.json)
 
