@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from snnctl import config, ui
+from snnctl.paths import check_out
 
 
 def command(
@@ -20,6 +21,13 @@ def command(
         None, "--kernel", help="Neuron kernel: auto (fused, default), c, torch, or reference (readable loop)."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the final metrics as JSON on stdout."),
+    nproc: str | None = typer.Option(
+        None, "--nproc", help="Processes on this node, via torchrun: N, or auto (every GPU; on CPU one per 2 cores)."
+    ),
+    nnodes: int = typer.Option(1, "--nnodes", min=1, help="Nodes in the run (with --nproc and --rdzv-endpoint)."),
+    node_rank: int = typer.Option(0, "--node-rank", min=0, help="This node's rank (multi-node)."),
+    rdzv_endpoint: str | None = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT where the nodes meet."),
+    rdzv_timeout: int = typer.Option(60, "--rdzv-timeout", min=1, help="Seconds to wait for the other nodes."),
 ) -> None:
     """Train a model from a TOML recipe and write a bundle (model.safetensors + snnctl.json).
 
@@ -32,14 +40,30 @@ def command(
       snnctl train --recipe digits-snn --set train.epochs=5 --set encoding.T=8
 
       snnctl train --recipe digits-snn --out runs/digits-snn --resume
+
+      snnctl train --recipe small-ssm --nproc 2      (DDP; train.strategy=fsdp shards the model)
     """
+    from snnctl.training.distributed import current_world
     from snnctl.training.progress import train_with_progress
 
     spec = config.load_recipe(recipe, overrides)
     run_device = config.prepare_runtime(device, kernel)
     out = out or Path("runs") / spec.name
+    if nproc is not None and current_world().size == 1:
+        from snnctl.training import launch as L
+
+        plan = L.Launch(L.parse_nproc(nproc, run_device), nnodes, node_rank, rdzv_endpoint, rdzv_timeout)
+        L.check_recipe(spec, plan.nproc * plan.nnodes)
+        check_out(out)
+        argv = ["train", "--recipe", recipe, *(a for o in overrides for a in ("--set", o)), "--out", str(out),
+                "--device", run_device, *(["--kernel", kernel] if kernel else []), *(["--resume"] if resume else []),
+                *(["--json"] if json_out else [])]
+        L.launch(plan, argv)
+        return
     result = train_with_progress(spec, out, f"train {spec.name} ({spec.model.kind})", resume=resume,
                                  device=run_device)
+    if not current_world().main:
+        return
 
     summary = {"recipe": spec.name, "kind": spec.model.kind, "out": str(result.out), **result.metrics}
     if json_out:

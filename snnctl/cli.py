@@ -15,7 +15,7 @@ import traceback
 import typer
 
 from snnctl import __version__, registry
-from snnctl.errors import UserError
+from snnctl.errors import RunFailed, UserError
 
 EXAMPLES = """
 Examples:
@@ -105,19 +105,29 @@ def run(argv: list[str]) -> int:
     except UserError as err:
         if debug or _debug["on"]:
             traceback.print_exc()
-        print(f"snnctl: error: {err.line()}", file=sys.stderr)
-        return 2
+        return _report(2, f"snnctl: error: {err.line()}")
     except KeyboardInterrupt:
         print("snnctl: interrupted", file=sys.stderr)
         return 130
+    except RunFailed as err:
+        return _report(1, f"snnctl: failed: {err}")
     except Exception as err:
         if debug or _debug["on"]:
             traceback.print_exc()
-        print(f"snnctl: failed: {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return _report(1, f"snnctl: failed: {type(err).__name__}: {err} (run with --debug for the traceback)")
     finally:
         _debug["on"] = os.environ.get("SNNCTL_DEBUG", "") not in ("", "0")
     return 0
+
+
+def _report(code: int, line: str) -> int:
+    """Print the one error line; a process started by `--nproc` leaves it for the launcher instead, which
+    prints one line for the whole run (snnctl.training.launch)."""
+    from snnctl.training.launch import report_to_launcher
+
+    if not report_to_launcher(code, line):
+        print(line, file=sys.stderr)
+    return code
 
 
 def main() -> None:

@@ -253,6 +253,9 @@ class TrainSection(Strict):
     init: str | None = Field(default=None, description="bundle whose weights training starts from")
     checkpoint_every: int = Field(default=100, ge=1, description="steps between checkpoints")
     log_every: int = Field(default=10, ge=1, description="steps between metric lines")
+    strategy: Literal["auto", "single", "ddp", "fsdp"] = Field(
+        default="auto", description="across processes (--nproc): auto is single for one process, ddp for more")
+    accumulate: int = Field(default=1, ge=1, description="micro-batches per step per process (same global batch)")
 
 
 class ClassifierTrainSection(TrainSection):

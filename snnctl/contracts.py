@@ -255,12 +255,18 @@ class TrainTask(Protocol):
         group's `lr_scale` multiplies the scheduled learning rate."""
         ...
 
-    def batch(self, step: int) -> Any:
-        """The batch of one step, a function of (seed, step) alone, so a resumed run draws the same."""
+    def batch(self, step: int) -> torch.Tensor:
+        """The global batch of one step, a function of (seed, step) alone, so a resumed run draws the same
+        whatever the number of processes: a tensor with examples along dim 0 (indices, or token windows),
+        which the loop cuts into each process's micro-batches (`train.accumulate`)."""
         ...
 
-    def loss(self, model: torch.nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss to minimise, and sums (e.g. loss x examples, correct) the loop adds up between log lines."""
+    def loss(self, model: torch.nn.Module, batch: torch.Tensor, step: int,
+             part: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+        """The mean loss over `batch` (one micro-batch of the step's batch), and sums (e.g. loss x examples,
+        correct) the loop adds up between log lines, over processes too. `part` numbers the micro-batch
+        within the step across processes, for random draws of its own; the loop passes it only when a step
+        is split (a task without it trains in one process with one micro-batch)."""
         ...
 
     def log_due(self, step: int) -> bool:
@@ -271,8 +277,13 @@ class TrainTask(Protocol):
         """The metric line's fields from the sums since the last line (mean loss, accuracy, epoch)."""
         ...
 
+    def eval_due(self, step: int) -> bool:
+        """Whether held-out metrics are due at this step (optional: without it `evaluate` runs each step)."""
+        ...
+
     def evaluate(self, model: torch.nn.Module, step: int) -> dict[str, Any]:
-        """Held-out metrics due at this step, or {} (the line gets them)."""
+        """Held-out metrics (the line gets them), on the plain model with the full weights, in the main
+        process only."""
         ...
 
     def finish(self, model: torch.nn.Module, out: Path, run: dict[str, Any]) -> dict[str, Any]:

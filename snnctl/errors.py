@@ -17,3 +17,9 @@ class UserError(Exception):
         if self.hint:
             text += f" ({self.hint})"
         return text
+
+
+class RunFailed(Exception):
+    """A failure at run time whose message is already one clear line (exit 1, no traceback to offer)."""
+
+    exit_code = 1

@@ -106,7 +106,8 @@ class LMTask:
         offsets = batch_offsets(len(self.train_ids), L, t.batch_size, t.seed, step)
         return torch.stack([self.train_ids[o : o + L + 1] for o in offsets.tolist()]).to(self.device)
 
-    def loss(self, model: torch.nn.Module, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, model: torch.nn.Module, batch: torch.Tensor, step: int,
+             part: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
         logits = model(batch[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
         return loss, {"loss": loss.item(), "n": 1}
@@ -117,10 +118,11 @@ class LMTask:
     def summarise(self, step: int, window: dict[str, float]) -> dict[str, Any]:
         return {"loss": window["loss"] / window["n"]}
 
+    def eval_due(self, step: int) -> bool:
+        return step % self.recipe.lm.eval_every == 0 and step != self.total_steps
+
     def evaluate(self, model: torch.nn.Module, step: int) -> dict[str, Any]:
         lm = self.recipe.lm
-        if step % lm.eval_every or step == self.total_steps:
-            return {}
         return {"val_bpb": score(unwrap(model), self.val_ids, lm.seq_len, self.val_bpt, limit=lm.eval_windows)["bpb"]}
 
     def finish(self, model: torch.nn.Module, out: Path, run: dict[str, Any]) -> dict[str, Any]:

@@ -75,11 +75,15 @@ class Augment:
         ramp_steps = self.spec.ramp * total
         return hi if ramp_steps <= 0 else lo + (hi - lo) * min(1.0, step / ramp_steps)
 
-    def logits(self, model: torch.nn.Module, x: torch.Tensor, step: int, total: int, seed: int) -> torch.Tensor:
-        self.rng.manual_seed(seed * 1_000_033 + step + 7)
+    def logits(self, model: torch.nn.Module, x: torch.Tensor, step: int, total: int, seed: int,
+               part: int = 0) -> torch.Tensor:
+        self.rng.manual_seed(seed * 1_000_033 + step + 7 + part * PART_STRIDE)
         lo = self.spec.range[0]
         level = lo + torch.rand(len(x), generator=self.rng, device=x.device) * (self.upper(step, total) - lo)
         return noisy_logits(model, x, self.noise, level, self.rng)
+
+
+PART_STRIDE = 1_000_000_007  # a micro-batch's or process's random draws (`part`) apart from the others'
 
 
 def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -162,12 +166,13 @@ class ClassifyTask:
         size = self.recipe.train.batch_size
         return self._order[1][i * size : (i + 1) * size]
 
-    def loss(self, model: torch.nn.Module, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, model: torch.nn.Module, batch: torch.Tensor, step: int,
+             part: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
         t = self.recipe.train
-        self.encoder_rng.manual_seed(t.seed * 1_000_003 + step)
+        self.encoder_rng.manual_seed(t.seed * 1_000_003 + step + part * PART_STRIDE)
         x, y = self.x_train[batch], self.y_train[batch]
         noisy = self.augment
-        logits = model(x) if noisy is None else noisy.logits(model, x, step, self.total_steps, t.seed)
+        logits = model(x) if noisy is None else noisy.logits(model, x, step, self.total_steps, t.seed, part)
         loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
         return loss, {"loss": loss.item() * len(batch), "correct": int((logits.argmax(-1) == y).sum()),
                       "seen": len(batch)}
@@ -179,8 +184,11 @@ class ClassifyTask:
         return {"epoch": (step - 1) // self.steps_per_epoch + 1, "loss": window["loss"] / window["seen"],
                 "train_acc": window["correct"] / window["seen"]}
 
+    def eval_due(self, step: int) -> bool:
+        return self.log_due(step)
+
     def evaluate(self, model: torch.nn.Module, step: int) -> dict[str, Any]:
-        return {"test_acc": accuracy(model, self.x_test, self.y_test)} if self.log_due(step) else {}
+        return {"test_acc": accuracy(model, self.x_test, self.y_test)}
 
     def finish(self, model: torch.nn.Module, out: Path, run: dict[str, Any]) -> dict[str, Any]:
         net = unwrap(model)

@@ -9,6 +9,7 @@ stopped, whatever the log and checkpoint cadences.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ from snnctl.config import Recipe
 from snnctl.contracts import TrainTask
 from snnctl.errors import UserError
 from snnctl.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from snnctl.training.distributed import Replicas, World
 
 METRICS = "metrics.jsonl"
 StepCallback = Callable[[int, int, dict[str, Any]], None]
@@ -44,9 +46,10 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def recipe_fingerprint(recipe: Recipe) -> str:
-    """What must match for --resume: everything but bookkeeping (checkpoint/log cadence)."""
+    """What must match for --resume: everything but bookkeeping (checkpoint/log cadence) and how the
+    same global batch is split (strategy, micro-batches), which do not change the optimisation."""
     data = recipe.model_dump(mode="json")
-    for key in ("checkpoint_every", "log_every"):
+    for key in ("checkpoint_every", "log_every", "strategy", "accumulate"):
         data["train"].pop(key)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -86,13 +89,41 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
-def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
-                   grad_clip: float | None) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+def shards(batch: torch.Tensor, replicas: Replicas, accumulate: int) -> list[torch.Tensor]:
+    """This process's micro-batches of the global batch: it is cut into processes x accumulate nearly
+    equal pieces (examples along dim 0) and this process takes its `accumulate` consecutive ones."""
+    world = replicas.world
+    pieces = torch.tensor_split(batch, world.size * accumulate)
+    return list(pieces[world.rank * accumulate : (world.rank + 1) * accumulate])
+
+
+def check_batches(task: TrainTask, recipe: Recipe, replicas: Replicas) -> None:
+    """Every process gets an equal, non-empty share of every global batch: found before anything is written."""
+    parts = replicas.world.size * recipe.train.accumulate
+    if parts == 1:
+        return
+    size, last = len(task.batch(0)), len(task.batch(task.total_steps - 1))
+    if size % parts or last < parts:
+        raise UserError(f"train.batch_size {size} (last batch {last}) does not split into {replicas.world.size} "
+                        f"processes x {recipe.train.accumulate} micro-batches", where="train.batch_size",
+                        hint=f"use a batch size divisible by {parts}, or fewer processes")
+
+
+def train_step(task: TrainTask, model: torch.nn.Module, batch: torch.Tensor, step: int, replicas: Replicas,
+               recipe: Recipe) -> dict[str, float]:
+    """Forward and backward over this process's micro-batches of the global batch; each micro-batch's
+    mean loss is weighted by its share of the global batch, so averaged gradients are the global mean."""
+    accumulate, world = recipe.train.accumulate, replicas.world
+    micro = shards(batch, replicas, accumulate)
+    stats: dict[str, float] = {}
+    for i, part in enumerate(micro):
+        extra = {"part": world.rank * accumulate + i} if world.size * accumulate > 1 else {}
+        with replicas.no_sync(model, last=i == len(micro) - 1):
+            loss, part_stats = task.loss(model, part, step, **extra)
+            (loss * (len(part) * world.size / len(batch))).backward()
+        for key, value in part_stats.items():
+            stats[key] = stats.get(key, 0.0) + value
+    return stats
 
 
 def _rewind_metrics(path: Path, step: int) -> None:
@@ -103,50 +134,68 @@ def _rewind_metrics(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
+def eval_due(task: TrainTask, step: int) -> bool:
+    """The task's own schedule; a task without `eval_due` is asked at every step (its `evaluate` decides)."""
+    due = getattr(task, "eval_due", None)
+    return bool(due(step)) if callable(due) else True
+
+
 def start_or_resume(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, fingerprint: str,
-                    resume: bool) -> dict[str, Any]:
-    """A fresh run: an empty metrics log, no stale checkpoint. A resumed one: model, optimizer and RNG
-    restored from the checkpoint of the same recipe, the log rewound to it; returns its info."""
+                    resume: bool, replicas: Replicas) -> dict[str, Any]:
+    """A fresh run: an empty metrics log, no stale checkpoint (the main process clears them). A resumed
+    one: model, optimizer and RNG restored on every process from the checkpoint of the same recipe, the
+    log rewound to it; returns its info."""
     ckpt_dir, metrics_path = out / "checkpoints", out / METRICS
     if not resume:
-        out.mkdir(parents=True, exist_ok=True)
-        metrics_path.write_text("")
-        (ckpt_dir / CHECKPOINT).unlink(missing_ok=True)
+        if replicas.world.main:
+            out.mkdir(parents=True, exist_ok=True)
+            metrics_path.write_text("")
+            (ckpt_dir / CHECKPOINT).unlink(missing_ok=True)
         return {"step": 0}
-    info = load_checkpoint(ckpt_dir, unwrap(model), optimizer)
+    weights, optim, info = load_checkpoint(ckpt_dir)
     if info.get("fingerprint") != fingerprint:
         raise UserError(
             "the checkpoint was made by a different recipe",
             where=str(ckpt_dir / CHECKPOINT),
             hint="resume with the same recipe and --set values, or train into a new --out",
         )
-    _rewind_metrics(metrics_path, int(info["step"]))
-    log.info("resuming %s from step %s", out, info["step"])
+    replicas.load_state(model, optimizer, weights, optim)
+    if replicas.world.main:
+        _rewind_metrics(metrics_path, int(info["step"]))
+        log.info("resuming %s from step %s", out, info["step"])
+    else:
+        info["window"] = {}  # the main process holds the window's sums over every process
     return info
 
 
 def run(task: TrainTask, recipe: Recipe, out: Path, *, resume: bool = False,
-        on_step: StepCallback | None = None) -> TrainResult:
+        on_step: StepCallback | None = None, replicas: Replicas | None = None) -> TrainResult:
     """Train `task.model` for `task.total_steps` steps, logging, evaluating and checkpointing into `out`;
     the task writes the bundle at the end. The task has checked its input already: nothing is written
-    before this."""
+    before this. With several processes each runs this loop on its share of every batch; only the main
+    one writes (metrics, checkpoints, bundle) and its result has the metrics, the others' has none."""
     t = recipe.train
-    model = task.model
+    replicas = replicas or Replicas(World(), "cpu")
+    check_batches(task, recipe, replicas)
+    model = replicas.wrap(task.model)
     optimizer = make_optimizer(task.param_groups(), recipe)
     fingerprint = recipe_fingerprint(recipe)
-    info = start_or_resume(out, model, optimizer, fingerprint, resume)
-    step, total = int(info["step"]), task.total_steps
+    info = start_or_resume(out, model, optimizer, fingerprint, resume, replicas)
+    step, total, main = int(info["step"]), task.total_steps, replicas.world.main
     window: dict[str, float] = dict(info.get("window") or {})  # the log line in progress at the checkpoint
 
     started, trained_steps = time.perf_counter(), 0
     model.train()
-    with (out / METRICS).open("a") as metrics:
+    with contextlib.ExitStack() as files:
+        metrics = files.enter_context((out / METRICS).open("a")) if main else None
         while step < total:
             lr = learning_rate(step, total, recipe)
             set_learning_rate(optimizer, lr)
-            batch = task.batch(step)
-            loss, stats = task.loss(model, batch, step)
-            optimizer_step(model, optimizer, loss, t.grad_clip)
+            stats = train_step(task, model, task.batch(step), step, replicas, recipe)
+            if t.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
             step += 1
             trained_steps += 1
             for key, value in stats.items():
@@ -154,21 +203,26 @@ def run(task: TrainTask, recipe: Recipe, out: Path, *, resume: bool = False,
 
             line: dict[str, Any] = {}
             if step % t.log_every == 0 or task.log_due(step):
-                line = {"step": step, "lr": lr, **task.summarise(step, window)}
+                line = {"step": step, "lr": lr, **task.summarise(step, replicas.sum(window))}
                 window = {}
-            evaluation = task.evaluate(model, step)
-            if evaluation:
-                line = {**(line or {"step": step, "lr": lr}), **evaluation}
-            if line:
+            if eval_due(task, step):
+                net = replicas.full_model(model)
+                if net is not None:
+                    line = {**(line or {"step": step, "lr": lr}), **task.evaluate(net, step)}
+            if line and metrics is not None:
                 metrics.write(json.dumps(line) + "\n")
                 metrics.flush()
             if step % t.checkpoint_every == 0 or step == total:
-                save_checkpoint(out / "checkpoints", unwrap(model), optimizer,
-                                {"step": step, "fingerprint": fingerprint, "window": window})
-                log.debug("checkpoint at step %d", step)
+                weights, optim = replicas.checkpoint_state(model, optimizer)
+                held = replicas.sum(window)
+                if main:
+                    save_checkpoint(out / "checkpoints", weights, optim,
+                                    {"step": step, "fingerprint": fingerprint, "window": held})
+                    log.debug("checkpoint at step %d", step)
             if on_step is not None:
                 on_step(step, total, line)
 
     wall = time.perf_counter() - started
     run_info = {"train_wall_s": wall, "trained_steps": trained_steps, "resumed": resume}
-    return TrainResult(out=out, metrics=task.finish(model, out, run_info))
+    net = replicas.full_model(model)
+    return TrainResult(out=out, metrics=task.finish(net, out, run_info) if net is not None else {})

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from snnctl import ui
 from snnctl.config import Recipe
+from snnctl.training.distributed import current_world
 from snnctl.training.trainer import TrainResult, train
 
 
@@ -13,7 +14,9 @@ def train_with_progress(
     recipe: Recipe, out: Path, label: str, *, resume: bool = False, device: str = "cpu"
 ) -> TrainResult:
     """Run `train`, showing step, loss and accuracy; the bar starts at the first step, so bad input
-    fails before anything is drawn."""
+    fails before anything is drawn. Of several processes, only the main one draws it."""
+    if not current_world().main:
+        return train(recipe, out, resume=resume, device=device)
     bar = ui.progress()
     tasks: list = []
 

@@ -12,6 +12,7 @@ from snnctl import registry
 from snnctl.config import Recipe
 from snnctl.contracts import TrainTask
 from snnctl.paths import check_out
+from snnctl.training import distributed
 from snnctl.training.loop import METRICS, StepCallback, TrainResult, learning_rate, run
 
 __all__ = ["METRICS", "StepCallback", "TrainResult", "learning_rate", "make_task", "train"]
@@ -32,7 +33,20 @@ def train(
     on_step: StepCallback | None = None,
 ) -> TrainResult:
     """Train the recipe's model, checkpointing into `out`; finish by writing a bundle to `out`. A bad
-    `out` and bad input are found before anything is written."""
+    `out` and bad input are found before anything is written. Under torchrun (RANK/WORLD_SIZE set)
+    this process is one replica of the run: the main one writes and returns the metrics."""
     out = check_out(Path(out))
-    task = make_task(recipe, device)
-    return run(task, recipe, out, resume=resume, on_step=on_step)
+    replicas, device = distributed.start(resolved_strategy(recipe), device)
+    try:
+        task = make_task(recipe, device)
+        return run(task, recipe, out, resume=resume, on_step=on_step, replicas=replicas)
+    finally:
+        distributed.stop()
+
+
+def resolved_strategy(recipe: Recipe) -> str:
+    """`auto`: one process trains alone, several share the work with DDP."""
+    strategy = recipe.train.strategy
+    if strategy == "auto":
+        return "ddp" if distributed.current_world().size > 1 else "single"
+    return strategy
