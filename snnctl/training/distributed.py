@@ -228,12 +228,13 @@ class FSDPReplicas(Replicas):
 
 
 def shard_units(model: nn.Module) -> list[nn.Module]:
-    """The modules FSDP shards one by one (gathered just before use, freed after): each block of the
-    model's top-level lists (an SSM's or transformer's layers), else each top-level child with weights."""
+    """The modules FSDP shards one by one (gathered just before use, freed after): the blocks of the
+    model's top-level layer lists (an SSM's or transformer's layers, a CNN's body). The rest (an
+    embedding tied to the head, say) is the root's, gathered for the whole forward pass."""
     units: list[nn.Module] = []
     for child in model.children():
-        members = list(child) if isinstance(child, nn.ModuleList | nn.Sequential) else [child]
-        units += [m for m in members if any(True for _ in m.parameters())]
+        if isinstance(child, nn.ModuleList | nn.Sequential):
+            units += [m for m in child if any(True for _ in m.parameters())]
     return units
 
 

@@ -135,18 +135,20 @@ def launch(launch: Launch, command: list[str], *, threads: int | None = None, de
 
 
 def failure(folder: Path, exitcodes: dict[int, int]) -> Exception:
-    """One error for the run from the processes' error lines: a user error first, then a failure,
-    then a process that ended without a word (killed)."""
-    reports = sorted((int(p.stem.split("-")[1]), json.loads(p.read_text())) for p in folder.glob("rank-*.json"))
-    for _rank, report in reports:
+    """One error for the run from the processes' error lines: a user error first, then a process that
+    ended without a word (killed: the others' errors follow from it), then the first failure."""
+    reports = dict(sorted((int(p.stem.split("-")[1]), json.loads(p.read_text())) for p in folder.glob("rank-*.json")))
+    for report in reports.values():
         if report["code"] == 2:
             return UserError(report["line"].removeprefix("snnctl: error: "))
-    for rank, report in reports:
-        return RunFailed(f"process {rank}: {report['line'].removeprefix('snnctl: failed: ')}")
-    rank, code = min(exitcodes.items())
-    how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-    return RunFailed(f"process {rank} ended with {how}; the others were stopped (--resume continues from "
-                     "the last checkpoint)")
+    resume = "--resume continues from the last checkpoint"
+    silent = {rank: code for rank, code in exitcodes.items() if rank not in reports}
+    if silent or not reports:
+        rank, code = min((silent or exitcodes).items())
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        return RunFailed(f"process {rank} ended with {how}; the others were stopped ({resume})")
+    rank, report = next(iter(reports.items()))
+    return RunFailed(f"process {rank}: {report['line'].removeprefix('snnctl: failed: ')} ({resume})")
 
 
 def check_recipe(recipe: Recipe, processes: int) -> None:
@@ -157,6 +159,6 @@ def check_recipe(recipe: Recipe, processes: int) -> None:
     t = recipe.train
     check_strategy(t.strategy, processes)
     if t.batch_size % (processes * t.accumulate):
-        raise UserError(f"train.batch_size {t.batch_size} does not divide into {processes} processes x "
+        raise UserError(f"{t.batch_size} examples do not divide into {processes} processes x "
                         f"{t.accumulate} micro-batches", where="train.batch_size",
                         hint=f"use a batch size divisible by {processes * t.accumulate}")
