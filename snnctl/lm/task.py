@@ -110,7 +110,7 @@ class LMTask:
              part: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
         logits = model(batch[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
-        return loss, {"loss": loss.item(), "n": 1}
+        return loss, {"loss": loss.item() * len(batch), "n": len(batch)}  # sums over windows: any split adds up
 
     def log_due(self, step: int) -> bool:
         return step == self.total_steps
