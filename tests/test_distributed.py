@@ -1,10 +1,10 @@
 """Distributed training: `snnctl train --nproc N` (torchrun, gloo on CPU) against one process.
 
-Real processes started through torchrun's launcher, as a user starts them. Tolerances: the loss
-curves agree to 1e-4 relative (1e-2 for the spiking CNN; accuracies to one example in a hundred) and the final weights to 1e-3
-(relative L2; 5e-2 for the spiking CNN, where a spike flipped by rounding moves its neighbours); what is left is float
-summation order (gradients all-reduced, batch-norm statistics summed across processes), which AdamW
-amplifies a little for weights whose gradient is near zero.
+Real processes started through torchrun's launcher, as a user starts them. Tolerances, from
+measurement: the loss curves agree to 1e-4 relative and the final weights to 1e-3 (relative L2) on
+short runs; the spiking CNN to 1e-2 and 5e-2, where a spike flipped by rounding moves its neighbours;
+accuracies to one example in a hundred. What is left is float summation order (gradients all-reduced,
+batch-norm statistics summed across processes), which AdamW amplifies for near-zero gradients.
 """
 
 from __future__ import annotations

@@ -104,8 +104,9 @@ def check_batches(task: TrainTask, recipe: Recipe, replicas: Replicas) -> None:
         return
     size, last = len(task.batch(0)), len(task.batch(task.total_steps - 1))
     if size % parts or last < parts:
-        raise UserError(f"batches of {size} examples (the last of an epoch {last}) do not split into {replicas.world.size} "
-                        f"processes x {recipe.train.accumulate} micro-batches", where="train.batch_size",
+        raise UserError(f"batches of {size} examples (the last of an epoch {last}) do not split into "
+                        f"{replicas.world.size} processes x {recipe.train.accumulate} micro-batches",
+                        where="train.batch_size",
                         hint=f"use a batch size divisible by {parts}, or fewer processes")
 
 
