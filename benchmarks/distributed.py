@@ -75,17 +75,31 @@ def equivalence(work: Path) -> dict[str, Any]:
     return found
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process started (transitively) by `pid`, from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
 def rank_pids(launcher: int, rank: str) -> list[int]:
+    """The launcher's own worker processes of one rank (nothing else on the machine)."""
     pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for pid in descendants(launcher):
         try:
-            env = dict(e.split("=", 1) for e in (proc / "environ").read_bytes().decode().split("\0") if "=" in e)
-        except (OSError, UnicodeDecodeError):
+            raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+        except OSError:
             continue
-        if env.get("RANK") == rank and env.get("TORCHELASTIC_RUN_ID") and int(proc.name) != launcher:
-            pids.append(int(proc.name))
+        if f"\0RANK={rank}\0" in f"\0{raw}":
+            pids.append(pid)
     return pids
 
 
@@ -98,6 +112,8 @@ def resume(work: Path) -> dict[str, Any]:
     launcher = subprocess.Popen([sys.executable, "-m", "snnctl", *args, "--nproc", "2"], env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     while not (killed / "checkpoints" / "checkpoint.safetensors").exists():
+        if launcher.poll() is not None:
+            raise SystemExit(f"the 2-process run ended before its first checkpoint: {launcher.stderr.read()}")
         time.sleep(0.2)
     victims = rank_pids(launcher.pid, "1")
     for pid in victims:

@@ -67,6 +67,7 @@ def root(
     """A command-line toolchain for spiking neural networks: train, bench and more, one plugin each."""
     if debug:
         _debug["on"] = True
+        os.environ["SNNCTL_DEBUG"] = "1"  # processes this one starts (train --nproc) show theirs too
 
 
 _registered: list[str] = []

@@ -22,6 +22,7 @@ from snnctl.metrics.bench import check_compatible
 from snnctl.nn import kernels
 from snnctl.robust.noise import noise_model, noisy_logits
 from snnctl.robust.ternary import make_ternary, to_logic_gated
+from snnctl.training.distributed import current_world
 from snnctl.training.loop import model_param_groups, unwrap
 from snnctl.zoo import Network, build_network, fill_shape_defaults
 
@@ -142,6 +143,9 @@ class ClassifyTask:
             start_from(model, Path(t.init))
         if recipe.model.logic_gated:
             make_ternary(model.body)
+        if recipe.data.augment and current_world().size > 1:
+            raise UserError("noise augmentation ([data.augment]) trains in one process only", where="[data.augment]",
+                            hint="train it without --nproc (its spike and weight noise run outside DDP/FSDP)")
         self.augment = Augment(recipe.data.augment, device) if recipe.data.augment else None
         if self.augment is not None:
             self.augment.check(model, ds.x_train[:8])  # fail on data the noise model cannot take, before writing

@@ -29,6 +29,7 @@ from snnctl.errors import UserError
 STRATEGIES = ("auto", "single", "ddp", "fsdp")
 TIMEOUT_ENV = "SNNCTL_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600
+_owned: dict[str, bool] = {}
 
 
 @dataclass(frozen=True)
@@ -89,20 +90,20 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         if not self.training or not dist.is_initialized() or dist.get_world_size() == 1:
             return super().forward(x)
         dims = [d for d in range(x.dim()) if d != 1]
-        local = torch.cat([x.sum(dims), (x * x).sum(dims), x.new_tensor([x.numel() / x.shape[1]])])
-        total = SumOverProcesses.apply(local)
         c = x.shape[1]
-        count = total[-1]
-        mean = total[:c] / count
-        var = total[c : 2 * c] / count - mean * mean
+        first = SumOverProcesses.apply(torch.cat([x.sum(dims), x.new_tensor([x.numel() / c])]))
+        count = first[-1]
+        mean = first[:c] / count
+        shape = [1, c] + [1] * (x.dim() - 2)
+        centred = x - mean.view(shape)  # two passes: E[x^2] - mean^2 loses the variance to rounding
+        var = SumOverProcesses.apply((centred * centred).sum(dims)) / count
         with torch.no_grad():
             if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
                 self.num_batches_tracked += 1
                 m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
                 self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
                 self.running_var.mul_(1 - m).add_(var.detach() * count / (count - 1), alpha=m)
-        shape = [1, c] + [1] * (x.dim() - 2)
-        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        y = centred * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
         return y
@@ -147,7 +148,7 @@ class Replicas:
         return getattr(model, "module", model) if self.world.main else None
 
     def no_sync(self, model: nn.Module, last: bool) -> Any:
-        """Gradients are exchanged on the last micro-batch of a step only."""
+        """Gradients are exchanged on the last micro-batch of a step only (DDP's `no_sync`)."""
         import contextlib
 
         sync_off = getattr(model, "no_sync", None)
@@ -172,10 +173,10 @@ class Replicas:
 
     def sum(self, values: dict[str, float]) -> dict[str, float]:
         """Per-process sums (loss x examples, correct, seen) added over every process. Collective."""
-        if self.world.size == 1 or not values:
+        if self.world.size == 1:
             return values
-        keys = sorted(values)
-        total = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+        keys = sorted(values)  # every process logs the same keys (the same task on the same steps)
+        total = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=self.device)
         dist.all_reduce(total)
         return dict(zip(keys, total.tolist(), strict=True))
 
@@ -217,6 +218,13 @@ class FSDPReplicas(Replicas):
         fully_shard(model)
         return model
 
+    def no_sync(self, model: nn.Module, last: bool) -> Any:
+        """FSDP2 reduce-scatters gradients on the last micro-batch only."""
+        import contextlib
+
+        model.set_requires_gradient_sync(last)
+        return contextlib.nullcontext()
+
     def full_model(self, model: nn.Module) -> nn.Module | None:
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
@@ -229,12 +237,19 @@ class FSDPReplicas(Replicas):
 
 def shard_units(model: nn.Module) -> list[nn.Module]:
     """The modules FSDP shards one by one (gathered just before use, freed after): the blocks of the
-    model's top-level layer lists (an SSM's or transformer's layers, a CNN's body). The rest (an
-    embedding tied to the head, say) is the root's, gathered for the whole forward pass."""
+    model's outermost layer lists, wherever they sit (an SSM's blocks, a Hugging Face GPT-2's `h`, a
+    CNN's top-level body). The rest (an embedding tied to the head, say) is the root's, gathered for
+    the whole forward pass."""
     units: list[nn.Module] = []
-    for child in model.children():
-        if isinstance(child, nn.ModuleList | nn.Sequential):
-            units += [m for m in child if any(True for _ in m.parameters())]
+
+    def visit(module: nn.Module) -> None:
+        for child in module.children():
+            if isinstance(child, nn.ModuleList) or (module is model and isinstance(child, nn.Sequential)):
+                units.extend(m for m in child if any(True for _ in m.parameters()))
+            else:
+                visit(child)
+
+    visit(model)
     return units
 
 
@@ -263,10 +278,12 @@ def start(strategy: str, device: str) -> tuple[Replicas, str]:
     timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=timeout)
+        _owned["group"] = True
     kind = FSDPReplicas if strategy == "fsdp" else DDPReplicas
     return kind(world, device), device
 
 
 def stop() -> None:
-    if dist.is_initialized():
+    """End the process group `start` created (one a caller set up is the caller's)."""
+    if _owned.pop("group", False) and dist.is_initialized():
         dist.destroy_process_group()

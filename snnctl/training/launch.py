@@ -47,8 +47,10 @@ def report_to_launcher(code: int, line: str) -> bool:
     if not folder:
         return False
     rank = os.environ.get("RANK", "0")
-    try:
-        (Path(folder) / f"rank-{rank}.json").write_text(json.dumps({"code": code, "line": line}))
+    try:  # written whole, then renamed: the launcher never reads half a report
+        staged = Path(folder) / f".rank-{rank}.tmp"
+        staged.write_text(json.dumps({"code": code, "line": line}))
+        staged.rename(Path(folder) / f"rank-{rank}.json")
     except OSError:
         return False
     return True
@@ -114,9 +116,14 @@ def launch(launch: Launch, command: list[str], *, threads: int | None = None, de
     """Run `snnctl <command>` in `launch.nproc` processes on this node and wait for all of them; a
     failure of any ends the run (the others are stopped by torchrun) as one UserError or RunFailed."""
     from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous import RendezvousError
 
-    if launch.rdzv_endpoint:
+    if launch.nnodes > 1 and not launch.rdzv_endpoint:
+        raise UserError(f"--nnodes {launch.nnodes} needs --rdzv-endpoint HOST:PORT where the nodes meet",
+                        where="--rdzv-endpoint", hint="the same endpoint on every node; node 0 hosts it")
+    if launch.rdzv_endpoint and launch.node_rank == 0:
         check_endpoint(launch.rdzv_endpoint)
     if not debug:
         logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)
@@ -126,8 +133,11 @@ def launch(launch: Launch, command: list[str], *, threads: int | None = None, de
         try:
             torchrun.run(torchrun.parse_args(torchrun_args(launch, command)))
         except ChildFailedError as err:
-            raise failure(Path(folder), {rank: f.exitcode for rank, f in err.failures.items()}) from None
-        except Exception as err:  # the rendezvous: a node that never came, a store that does not answer
+            failed = sorted(err.failures.items(), key=lambda item: (item[1].timestamp, item[0]))
+            raise failure(Path(folder), {rank: f.exitcode for rank, f in failed}) from None
+        except SignalException:  # Ctrl-C or SIGTERM to the launcher: torchrun has stopped the processes
+            raise KeyboardInterrupt from None
+        except RendezvousError as err:  # a node that never came, a store that does not answer
             raise RunFailed(f"the processes could not start together ({type(err).__name__}: {err})") from None
         finally:
             os.environ.pop(ERRORS_ENV, None)
@@ -135,20 +145,28 @@ def launch(launch: Launch, command: list[str], *, threads: int | None = None, de
 
 
 def failure(folder: Path, exitcodes: dict[int, int]) -> Exception:
-    """One error for the run from the processes' error lines: a user error first, then a process that
-    ended without a word (killed: the others' errors follow from it), then the first failure."""
-    reports = dict(sorted((int(p.stem.split("-")[1]), json.loads(p.read_text())) for p in folder.glob("rank-*.json")))
-    for report in reports.values():
+    """One error for the run from the processes' error lines: a user error first; then a process that
+    ended without a word (killed: the others' errors follow from it); then the first to fail
+    (`exitcodes` is in order of failure)."""
+    reports = {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in folder.glob("rank-*.json")}
+    for _rank, report in sorted(reports.items()):
         if report["code"] == 2:
             return UserError(report["line"].removeprefix("snnctl: error: "))
     resume = "--resume continues from the last checkpoint"
-    silent = {rank: code for rank, code in exitcodes.items() if rank not in reports}
-    if silent or not reports:
-        rank, code = min((silent or exitcodes).items())
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        return RunFailed(f"process {rank} ended with {how}; the others were stopped ({resume})")
-    rank, report = next(iter(reports.items()))
-    return RunFailed(f"process {rank}: {report['line'].removeprefix('snnctl: failed: ')} ({resume})")
+    silent = [(rank, code) for rank, code in exitcodes.items() if rank not in reports]
+    rank, code = (silent or list(exitcodes.items()) or [(min(reports, default=0), 1)])[0]
+    if rank in reports:
+        return RunFailed(f"process {rank}: {reports[rank]['line'].removeprefix('snnctl: failed: ')} ({resume})")
+    return RunFailed(f"process {rank} ended with {ending(code)}; the others were stopped ({resume})")
+
+
+def ending(code: int) -> str:
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        return f"signal {signal.Signals(-code).name}"
+    except ValueError:
+        return f"signal {-code}"
 
 
 def check_recipe(recipe: Recipe, processes: int) -> None:

@@ -93,6 +93,8 @@ def shards(batch: torch.Tensor, replicas: Replicas, accumulate: int) -> list[tor
     """This process's micro-batches of the global batch: it is cut into processes x accumulate nearly
     equal pieces (examples along dim 0) and this process takes its `accumulate` consecutive ones."""
     world = replicas.world
+    if world.size * accumulate == 1:
+        return [batch]
     pieces = torch.tensor_split(batch, world.size * accumulate)
     return list(pieces[world.rank * accumulate : (world.rank + 1) * accumulate])
 
@@ -208,8 +210,9 @@ def run(task: TrainTask, recipe: Recipe, out: Path, *, resume: bool = False,
                 window = {}
             if eval_due(task, step):
                 net = replicas.full_model(model)
-                if net is not None:
-                    line = {**(line or {"step": step, "lr": lr}), **task.evaluate(net, step)}
+                evaluation = task.evaluate(net, step) if net is not None else {}
+                if evaluation:
+                    line = {**(line or {"step": step, "lr": lr}), **evaluation}
             if line and metrics is not None:
                 metrics.write(json.dumps(line) + "\n")
                 metrics.flush()
