@@ -1,10 +1,10 @@
 """Distributed training: `snnctl train --nproc N` (torchrun, gloo on CPU) against one process.
 
 Real processes started through torchrun's launcher, as a user starts them. Tolerances, from
-measurement: the loss curves agree to 1e-4 relative and the final weights to 1e-3 (relative L2) on
-short runs; the spiking CNN to 1e-2 and 5e-2, where a spike flipped by rounding moves its neighbours;
-accuracies to one example in a hundred. What is left is float summation order (gradients all-reduced,
-batch-norm statistics summed across processes), which AdamW amplifies for near-zero gradients.
+measurement: on short runs the loss curves agree to 1e-4 relative (the batch-norm CNN to 3e-3) and
+the final weights to 1e-3 relative L2 (the CNN 2e-2); accuracies to one example in a hundred. What is
+left is float summation order (gradients all-reduced, batch-norm statistics summed across processes),
+which AdamW amplifies for near-zero gradients and spiking thresholds amplify further.
 """
 
 from __future__ import annotations
@@ -89,12 +89,13 @@ def test_micro_batches_equal_one_batch(single_lm: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_classifier_with_batch_norm_on_two_processes(tmp_path: Path) -> None:
-    """digits-snn's CNN has batch norm: statistics over the global batch make two processes match one."""
+    """The digits CNN has batch norm: statistics over the global batch make two processes match one.
+    (Its spiking twin drifts further, a spike flipped by rounding moving the rest: benchmarks/distributed.py.)"""
     one, two = tmp_path / "one", tmp_path / "two"
-    assert snnctl("train", "--recipe", "digits-snn", *DIGITS, "--out", str(one)).returncode == 0
-    done = snnctl("train", "--recipe", "digits-snn", *DIGITS, "--nproc", "2", "--out", str(two))
+    assert snnctl("train", "--recipe", "digits-ann", *DIGITS, "--out", str(one)).returncode == 0
+    done = snnctl("train", "--recipe", "digits-ann", *DIGITS, "--nproc", "2", "--out", str(two))
     assert done.returncode == 0, done.stderr
-    assert_same_run(one, two, loss_rtol=1e-2, weight_rtol=5e-2)
+    assert_same_run(one, two, loss_rtol=3e-3, weight_rtol=2e-2)
 
 
 @pytest.mark.slow
@@ -151,6 +152,7 @@ def _env(pid: int) -> dict[str, str]:
     (["--nproc", "2", "--set", "train.strategy=single"], "strategy is single"),
     (["--set", "train.strategy=fsdp"], "fsdp shards a model across processes"),
     (["--nproc", "2", "--resume"], "no checkpoint to resume from"),  # found by the processes, told once
+    (["--nproc", "1", "--nnodes", "2"], "needs --rdzv-endpoint"),
 ])
 def test_bad_distributed_input_is_one_line(tmp_path: Path, extra: list[str], message: str) -> None:
     out = tmp_path / "run"
