@@ -6,6 +6,7 @@ snnctl.training.classify, "lm" is snnctl.lm.task), so this area never imports th
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from snnctl import registry
@@ -37,6 +38,8 @@ def train(
     this process is one replica of the run: the main one writes and returns the metrics."""
     out = check_out(Path(out))
     replicas, device = distributed.start(resolved_strategy(recipe), device)
+    if not replicas.world.main:  # one log for the run: the main process's (errors still reach the launcher)
+        logging.getLogger("snnctl").setLevel(logging.ERROR)
     try:
         task = make_task(recipe, device)
         return run(task, recipe, out, resume=resume, on_step=on_step, replicas=replicas)
