@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -59,7 +58,9 @@ def command(
         argv = ["train", "--recipe", recipe, *(a for o in overrides for a in ("--set", o)), "--out", str(out),
                 "--device", run_device, *(["--kernel", kernel] if kernel else []), *(["--resume"] if resume else []),
                 *(["--json"] if json_out else [])]
-        L.launch(plan, argv, debug=os.environ.get("SNNCTL_DEBUG", "") not in ("", "0"))
+        from snnctl.cli import debugging
+
+        L.launch(plan, argv, debug=debugging())
         return
     result = train_with_progress(spec, out, f"train {spec.name} ({spec.model.kind})", resume=resume,
                                  device=run_device)

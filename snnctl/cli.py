@@ -67,7 +67,6 @@ def root(
     """A command-line toolchain for spiking neural networks: train, bench and more, one plugin each."""
     if debug:
         _debug["on"] = True
-        os.environ["SNNCTL_DEBUG"] = "1"  # processes this one starts (train --nproc) show theirs too
 
 
 _registered: list[str] = []
@@ -92,6 +91,12 @@ def _register_commands() -> None:
         else:
             app.command(name=entry.name)(obj)
         _registered.append(entry.name)
+
+
+def debugging() -> bool:
+    """Whether this command line asked for tracebacks (--debug or SNNCTL_DEBUG): processes it starts
+    (train --nproc) are told the same."""
+    return _debug["on"]
 
 
 def run(argv: list[str]) -> int:

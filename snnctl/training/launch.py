@@ -130,6 +130,9 @@ def launch(launch: Launch, command: list[str], *, threads: int | None = None, de
     os.environ.setdefault("OMP_NUM_THREADS", str(threads or max(1, (os.cpu_count() or 1) // launch.nproc)))
     with tempfile.TemporaryDirectory(prefix="snnctl-dist-") as folder:
         os.environ[ERRORS_ENV] = folder
+        was_debug = os.environ.get("SNNCTL_DEBUG")
+        if debug:
+            os.environ["SNNCTL_DEBUG"] = "1"  # the processes print their tracebacks too
         try:
             torchrun.run(torchrun.parse_args(torchrun_args(launch, command)))
         except ChildFailedError as err:
@@ -141,6 +144,10 @@ def launch(launch: Launch, command: list[str], *, threads: int | None = None, de
             raise RunFailed(f"the processes could not start together ({type(err).__name__}: {err})") from None
         finally:
             os.environ.pop(ERRORS_ENV, None)
+            if was_debug is None:
+                os.environ.pop("SNNCTL_DEBUG", None)
+            else:
+                os.environ["SNNCTL_DEBUG"] = was_debug
         sys.stdout.flush()
 
 
