@@ -151,15 +151,24 @@ def _env(pid: int) -> dict[str, str]:
     (["--nproc", "2", "--set", "train.batch_size=5"], "do not divide into 2 processes"),
     (["--nproc", "2", "--set", "train.strategy=single"], "strategy is single"),
     (["--set", "train.strategy=fsdp"], "fsdp shards a model across processes"),
-    (["--nproc", "2", "--resume"], "no checkpoint to resume from"),  # found by the processes, told once
     (["--nproc", "1", "--nnodes", "2"], "needs --rdzv-endpoint"),
 ])
-def test_bad_distributed_input_is_one_line(tmp_path: Path, extra: list[str], message: str) -> None:
+def test_bad_distributed_input_is_one_line(cli, tmp_path: Path, extra: list[str], message: str) -> None:
+    """Found before any process starts (in this process: no torchrun needed to see them)."""
     out = tmp_path / "run"
-    done = snnctl("train", "--recipe", "small-ssm", *TINY_LM, "--out", str(out), *extra)
+    done = cli("train", "--recipe", "small-ssm", *TINY_LM, "--out", out, *extra)
+    assert done.code == 2, done.err
+    lines = error_lines(done.err)
+    assert len(lines) == 1 and message in lines[0], done.err
+    assert not out.exists()
+
+
+def test_error_found_by_the_processes_is_told_once(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = snnctl("train", "--recipe", "small-ssm", *TINY_LM, "--out", str(out), "--nproc", "2", "--resume")
     assert done.returncode == 2, done.stderr
     lines = error_lines(done.stderr)
-    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert len(lines) == 1 and "no checkpoint to resume from" in lines[0], done.stderr
     assert not out.exists()
 
 
@@ -173,14 +182,14 @@ def test_last_batch_too_small_to_split(tmp_path: Path) -> None:
     assert not (out / "metrics.jsonl").exists()
 
 
-def test_rendezvous_port_in_use(tmp_path: Path) -> None:
+def test_rendezvous_port_in_use(cli, tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = snnctl("train", "--recipe", "small-ssm", *TINY_LM, "--nproc", "1", "--nnodes", "2",
-                      "--rdzv-endpoint", f"127.0.0.1:{port}", "--out", str(tmp_path / "run"))
-    assert done.returncode == 2 and f"port {port} on 127.0.0.1 is already in use" in done.stderr
+        done = cli("train", "--recipe", "small-ssm", *TINY_LM, "--nproc", "1", "--nnodes", "2",
+                   "--rdzv-endpoint", f"127.0.0.1:{port}", "--out", tmp_path / "run")
+    assert done.code == 2 and f"port {port} on 127.0.0.1 is already in use" in done.err
 
 
 def test_rendezvous_that_never_completes_ends_in_bounded_time(tmp_path: Path) -> None:
