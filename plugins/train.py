@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from snnctl import config, ui
-from snnctl.paths import check_out
 
 
 def command(
@@ -50,17 +49,14 @@ def command(
     run_device = config.prepare_runtime(device, kernel)
     out = out or Path("runs") / spec.name
     if nproc is not None and current_world().size == 1:
+        from snnctl.cli import debugging
         from snnctl.training import launch as L
 
         plan = L.Launch(L.parse_nproc(nproc, run_device), nnodes, node_rank, rdzv_endpoint, rdzv_timeout)
-        L.check_recipe(spec, plan.nproc * plan.nnodes)
-        check_out(out)
-        argv = ["train", "--recipe", recipe, *(a for o in overrides for a in ("--set", o)), "--out", str(out),
-                "--device", run_device, *(["--kernel", kernel] if kernel else []), *(["--resume"] if resume else []),
-                *(["--json"] if json_out else [])]
-        from snnctl.cli import debugging
-
-        L.launch(plan, argv, debug=debugging())
+        options = ["--recipe", recipe, *(a for o in overrides for a in ("--set", o)), "--device", run_device,
+                   *(["--kernel", kernel] if kernel else []), *(["--resume"] if resume else []),
+                   *(["--json"] if json_out else [])]
+        L.train_in_processes(plan, spec, options, out, debug=debugging())
         return
     result = train_with_progress(spec, out, f"train {spec.name} ({spec.model.kind})", resume=resume,
                                  device=run_device)

@@ -14,6 +14,7 @@ does this on CUDA only, so on CPU a small differentiable all-reduce does it here
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ from torch import nn
 
 from snnctl.errors import UserError
 
-STRATEGIES = ("auto", "single", "ddp", "fsdp")
 TIMEOUT_ENV = "SNNCTL_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600
 _owned: dict[str, bool] = {}
@@ -135,8 +135,6 @@ def state_options(**extra: Any) -> Any:
 class Replicas:
     """One process (strategy "single"); the base of the distributed strategies."""
 
-    strategy = "single"
-
     def __init__(self, world: World, device: str) -> None:
         self.world, self.device = world, device
 
@@ -149,8 +147,6 @@ class Replicas:
 
     def no_sync(self, model: nn.Module, last: bool) -> Any:
         """Gradients are exchanged on the last micro-batch of a step only (DDP's `no_sync`)."""
-        import contextlib
-
         sync_off = getattr(model, "no_sync", None)
         return sync_off() if (sync_off is not None and not last) else contextlib.nullcontext()
 
@@ -184,8 +180,6 @@ class Replicas:
 class DDPReplicas(Replicas):
     """DistributedDataParallel: a full copy per process, gradients averaged in buckets during backward."""
 
-    strategy = "ddp"
-
     def wrap(self, model: nn.Module) -> nn.Module:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -198,8 +192,6 @@ class FSDPReplicas(Replicas):
     """FSDP2 (`fully_shard`): parameters, gradients and optimizer state sharded across processes. The
     main process keeps a plain copy that the full weights are gathered into for evaluation and the
     bundle (memory for one extra model there, none on the others)."""
-
-    strategy = "fsdp"
 
     def wrap(self, model: nn.Module) -> nn.Module:
         from torch.distributed.fsdp import fully_shard
@@ -220,8 +212,6 @@ class FSDPReplicas(Replicas):
 
     def no_sync(self, model: nn.Module, last: bool) -> Any:
         """FSDP2 reduce-scatters gradients on the last micro-batch only."""
-        import contextlib
-
         model.set_requires_gradient_sync(last)
         return contextlib.nullcontext()
 
@@ -254,9 +244,8 @@ def shard_units(model: nn.Module) -> list[nn.Module]:
 
 
 def check_strategy(strategy: str, processes: int) -> None:
-    """The recipe's strategy must fit the number of processes: found before any is started."""
-    if strategy not in STRATEGIES:
-        raise UserError(f"unknown train.strategy '{strategy}'", hint=f"use one of: {', '.join(STRATEGIES)}")
+    """The recipe's strategy (its name checked by the recipe schema) must fit the number of processes:
+    found before any is started."""
     if processes > 1 and strategy == "single":
         raise UserError(f"train.strategy is single but the run has {processes} processes", where="train.strategy",
                         hint="use --set train.strategy=ddp (or auto), or --nproc 1")

@@ -4,8 +4,8 @@
 arguments a user would give torchrun, so `torchrun --nproc-per-node N -m snnctl train ...` and
 `snnctl train --nproc N ...` start the same run, multi-node rendezvous included. What is added here
 is the command-line contract: each process leaves its one error line in a folder instead of printing
-it, and the launcher prints one line for the whole run (the first user error, else the first failure,
-else how a process ended) with exit code 2 or 1; torchrun's own tracebacks are not shown.
+it, and the launcher prints one line for the whole run (a user error first, else a process that was
+killed, else the first failure) with exit code 2 or 1; torchrun's own tracebacks are not shown.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def torchrun_args(launch: Launch, command: list[str]) -> list[str]:
     return [*args, "-m", "snnctl", *command]
 
 
-def launch(launch: Launch, command: list[str], *, threads: int | None = None, debug: bool = False) -> None:
+def launch(launch: Launch, command: list[str], *, debug: bool = False) -> None:
     """Run `snnctl <command>` in `launch.nproc` processes on this node and wait for all of them; a
     failure of any ends the run (the others are stopped by torchrun) as one UserError or RunFailed."""
     from torch.distributed import run as torchrun
@@ -127,7 +127,7 @@ def launch(launch: Launch, command: list[str], *, threads: int | None = None, de
         check_endpoint(launch.rdzv_endpoint)
     if not debug:
         logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads or max(1, (os.cpu_count() or 1) // launch.nproc)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // launch.nproc)))
     with tempfile.TemporaryDirectory(prefix="snnctl-dist-") as folder:
         os.environ[ERRORS_ENV] = folder
         was_debug = os.environ.get("SNNCTL_DEBUG")
@@ -187,3 +187,13 @@ def check_recipe(recipe: Recipe, processes: int) -> None:
         raise UserError(f"{t.batch_size} examples do not divide into {processes} processes x "
                         f"{t.accumulate} micro-batches", where="train.batch_size",
                         hint=f"use a batch size divisible by {processes * t.accumulate}")
+
+
+def train_in_processes(plan: Launch, recipe: Recipe, options: list[str], out: Path, *, debug: bool) -> None:
+    """`snnctl train` on `plan.nproc` processes: the recipe's split and `out` checked here, before any
+    process starts; `options` are the `train` options each process gets (recipe, --set, device...)."""
+    from snnctl.paths import check_out
+
+    check_recipe(recipe, plan.nproc * plan.nnodes)
+    check_out(out)
+    launch(plan, ["train", *options, "--out", str(out)], debug=debug)
