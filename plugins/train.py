@@ -27,6 +27,10 @@ def command(
     node_rank: int = typer.Option(0, "--node-rank", min=0, help="This node's rank (multi-node)."),
     rdzv_endpoint: str | None = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT where the nodes meet."),
     rdzv_timeout: int = typer.Option(60, "--rdzv-timeout", min=1, help="Seconds to wait for the other nodes."),
+    distill: str | None = typer.Option(None, "--distill", help="Distil from teacher logits in this folder "
+                                       "(snnctl distill prepare); alpha, temperature: --set distill.alpha=..."),
+    teacher: str | None = typer.Option(None, "--teacher", help="Distil online from this teacher (bundle, HF folder "
+                                       "or id), run at every step."),
 ) -> None:
     """Train a model from a TOML recipe and write a bundle (model.safetensors + snnctl.json).
 
@@ -41,10 +45,13 @@ def command(
       snnctl train --recipe digits-snn --out runs/digits-snn --resume
 
       snnctl train --recipe small-ssm --nproc 2      (DDP; train.strategy=fsdp shards the model)
+
+      snnctl train --recipe distill-fmnist-snn --distill runs/teacher-fmnist-logits
     """
     from snnctl.training.distributed import current_world
     from snnctl.training.progress import train_with_progress
 
+    overrides = [*overrides, *config.distill_overrides(distill, teacher)]
     spec = config.load_recipe(recipe, overrides)
     run_device = config.prepare_runtime(device, kernel)
     out = out or Path("runs") / spec.name

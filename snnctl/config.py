@@ -6,6 +6,7 @@ Every mistake in a recipe becomes a UserError naming the file, the key path and 
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 import typing
@@ -276,6 +277,32 @@ class LMSection(Strict):
     tokenizer: str = Field(default="byte", description="byte, bpe (trained on the corpus), or a tokenizer.json path")
     bpe_vocab: int = Field(default=2048, ge=259, description="bpe: vocabulary size, special tokens included")
     ssm_lr: float = Field(default=1e-3, gt=0, description="learning rate of the SSM's A and dt (no weight decay)")
+    windows: Literal["random", "aligned"] = Field(
+        default="random", description="training windows at random offsets, or on the grid of seq_len that "
+        "precomputed teacher logits use (a distilled run is always aligned)")
+
+
+class DistillSection(Strict):
+    """[distill]: train against a teacher's softened outputs as well as the labels (snnctl.training.distill).
+    Loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)."""
+
+    logits: str | None = Field(default=None, description="precomputed teacher logits (snnctl distill prepare)")
+    teacher: str | None = Field(default=None, description="online: a teacher run every step (bundle, HF folder or id)")
+    alpha: float = Field(default=0.7, ge=0, le=1, description="weight of the teacher term; 1 - alpha for the labels")
+    temperature: float = Field(default=4.0, gt=0, description="softmax temperature T of both distributions")
+    trust_remote_code: bool = Field(default=False, description="online Hugging Face teacher: run its own code")
+
+    @field_validator("logits", "teacher", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        """`--distill DIR` clears an online teacher the recipe names, and `--teacher` the logits, with ''."""
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DistillSection:
+        if (self.logits is None) == (self.teacher is None):
+            raise ValueError("give distill.logits (precomputed) or distill.teacher (online), one of the two")
+        return self
 
 
 class RecipeBase(Strict):
@@ -293,6 +320,7 @@ class ClassifierRecipe(RecipeBase):
     encoding: EncodingSection = Field(default_factory=EncodingSection)
     data: ClassifierDataSection = Field(default_factory=ClassifierDataSection)
     train: ClassifierTrainSection = Field(default_factory=ClassifierTrainSection)
+    distill: DistillSection | None = None
 
     @model_validator(mode="after")
     def _logic_gated_fits(self) -> ClassifierRecipe:
@@ -315,6 +343,7 @@ class LMRecipe(RecipeBase):
     data: DataSection = Field(default_factory=DataSection)
     train: TrainSection = Field(default_factory=TrainSection)
     lm: LMSection = Field(default_factory=LMSection)
+    distill: DistillSection | None = None
 
 
 Recipe = ClassifierRecipe | LMRecipe
@@ -498,6 +527,16 @@ def _unknown_key_hint(err: ValidationError, schema: type[BaseModel]) -> str | No
             return None
         model = annotation
     return "expected one of: " + ", ".join(model.model_fields)
+
+
+def distill_overrides(logits: str | None, teacher: str | None) -> list[str]:
+    """`train --distill DIR` / `--teacher T` as --set values: the one named replaces the recipe's source."""
+    if logits is not None and teacher is not None:
+        raise UserError("give --distill (precomputed logits) or --teacher (online), not both", where="snnctl train")
+    if logits is None and teacher is None:
+        return []
+    pairs = {"logits": logits or "", "teacher": teacher or ""}
+    return [f"distill.{key}={json.dumps(value)}" for key, value in pairs.items()]
 
 
 def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:

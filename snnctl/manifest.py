@@ -120,6 +120,7 @@ class Manifest(Section):
     lm: LanguageModel | None = None
     chat: JSONDict | None = None
     robust: JSONDict | None = None
+    distilled: JSONDict | None = None  # the teacher and logits a distilled student learnt from
 
     @field_validator("encoding")
     @classmethod
@@ -233,6 +234,7 @@ def build(
     metrics: dict[str, Any] | None = None,
     logic_gated: bool = False,
     activation: dict[str, Any] | None = None,
+    distilled: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A new manifest's dict (writers add kind-specific sections, then `save_bundle` validates it).
     An ANN records no neuron, T or encoding, whatever it is given."""
@@ -258,4 +260,5 @@ def build(
         "seed": seed,
         "metrics": metrics or {},
         "logic_gated": logic_gated,
+        **({"distilled": distilled} if distilled else {}),
     }

@@ -22,6 +22,8 @@ from snnctl.lm import tokenizer as toks
 from snnctl.lm.corpus import TextCorpus
 from snnctl.lm.models import build_lm
 from snnctl.lm.scoring import bytes_per_token, score
+from snnctl.lm.teacher import load_lm_teacher, tokenizer_fingerprint
+from snnctl.training.distill import fingerprint, make_distiller, record
 from snnctl.training.loop import model_param_groups, unwrap
 
 
@@ -48,9 +50,25 @@ def encode(tok: Tokenizer, text: str) -> torch.Tensor:
     return torch.tensor(tok.encode(text).ids, dtype=torch.long)
 
 
-def batch_offsets(n_tokens: int, seq_len: int, batch: int, seed: int, step: int) -> torch.Tensor:
+def batch_offsets(n_tokens: int, seq_len: int, batch: int, seed: int, step: int, aligned: bool) -> torch.Tensor:
+    """Where each window of the step starts: anywhere, or on the grid of `seq_len` (the windows whose
+    every position precomputed teacher logits cover)."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    if aligned:
+        return torch.randint(0, aligned_windows(n_tokens, seq_len), (batch,), generator=g) * seq_len
     return torch.randint(0, n_tokens - seq_len - 1, (batch,), generator=g)
+
+
+def aligned_windows(n_tokens: int, seq_len: int) -> int:
+    """Windows of seq_len + 1 tokens starting at multiples of seq_len (each shares its last token)."""
+    return (n_tokens - 1) // seq_len
+
+
+def distill_expect(corpus: TextCorpus, tok: Tokenizer, ids: torch.Tensor, seq_len: int) -> dict[str, Any]:
+    """What precomputed logits for this corpus must be: a row per position of every aligned window."""
+    return {"task": "lm", "rows": aligned_windows(len(ids), seq_len) * seq_len, "classes": tok.get_vocab_size(),
+            "seq_len": seq_len, "tokenizer": tokenizer_fingerprint(tok), "fingerprint": fingerprint(corpus.train),
+            "sample": ids[None, :seq_len]}
 
 
 def manifest_config(model: torch.nn.Module, config: dict[str, Any]) -> dict[str, Any]:
@@ -89,6 +107,9 @@ class LMTask:
 
             model.load_state_dict(load_lm(Path(t.init)).model.state_dict())
         self.model: torch.nn.Module = model.to(device)
+        self.distiller = make_distiller(recipe.distill, distill_expect(corpus, tok, self.train_ids, lm.seq_len),
+                                        device, load_lm_teacher)
+        self.aligned = lm.windows == "aligned" or self.distiller is not None
         self.val_bpt = bytes_per_token(corpus.val, len(self.val_ids))
         self.total_steps = lm.steps
 
@@ -102,21 +123,29 @@ class LMTask:
         return groups
 
     def batch(self, step: int) -> torch.Tensor:
+        """The offsets of the step's windows; `loss` reads their tokens (and teacher rows) from them."""
         L, t = self.recipe.lm.seq_len, self.recipe.train
-        offsets = batch_offsets(len(self.train_ids), L, t.batch_size, t.seed, step)
-        return torch.stack([self.train_ids[o : o + L + 1] for o in offsets.tolist()]).to(self.device)
+        return batch_offsets(len(self.train_ids), L, t.batch_size, t.seed, step, self.aligned)
 
     def loss(self, model: torch.nn.Module, batch: torch.Tensor, step: int,
              part: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = model(batch[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
-        return loss, {"loss": loss.item() * len(batch), "n": len(batch)}  # sums over windows: any split adds up
+        positions = batch[:, None] + torch.arange(self.recipe.lm.seq_len + 1)
+        windows = self.train_ids[positions].to(self.device)
+        logits = model(windows[:, :-1])
+        flat = logits.reshape(-1, logits.shape[-1])
+        loss = F.cross_entropy(flat, windows[:, 1:].reshape(-1))
+        stats = {"loss": loss.item() * len(batch), "n": len(batch)}  # sums over windows: any split adds up
+        if self.distiller is not None:
+            loss, kl = self.distiller.loss(flat, loss, rows=positions[:, :-1], inputs=windows[:, :-1])
+            stats["kl"] = kl.item() * len(batch)
+        return loss, stats
 
     def log_due(self, step: int) -> bool:
         return step == self.total_steps
 
     def summarise(self, step: int, window: dict[str, float]) -> dict[str, Any]:
-        return {"loss": window["loss"] / window["n"]}
+        kl = {"kl": window["kl"] / window["n"]} if "kl" in window else {}
+        return {"loss": window["loss"] / window["n"], **kl}
 
     def eval_due(self, step: int) -> bool:
         return step % self.recipe.lm.eval_every == 0 and step != self.total_steps
@@ -149,7 +178,7 @@ class LMTask:
         manifest = make_manifest(
             zoo_name=recipe.model.name, zoo_config=manifest_config(net, self.config), kind="lm",
             T=None, tokenizer=toks.FILENAME, recipe=recipe.model_dump(mode="json"), seed=recipe.train.seed,
-            metrics={"dataset": corpus.name, **metrics},
+            metrics={"dataset": corpus.name, **metrics}, distilled=record(self.distiller),
         )
         manifest["lm"] = {"spiking": recipe.model.kind == "snn"}
         manifest["chat"] = {

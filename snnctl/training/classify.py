@@ -22,8 +22,10 @@ from snnctl.metrics.bench import check_compatible
 from snnctl.nn import kernels
 from snnctl.robust.noise import noise_model, noisy_logits
 from snnctl.robust.ternary import make_ternary, to_logic_gated
+from snnctl.training.distill import fingerprint, make_distiller, record
 from snnctl.training.distributed import current_world
 from snnctl.training.loop import model_param_groups, unwrap
+from snnctl.training.teacher import load_classifier_teacher
 from snnctl.zoo import Network, build_network, fill_shape_defaults
 
 
@@ -122,6 +124,12 @@ def check_kernel_runs(model: Network, x: torch.Tensor) -> None:
         model.train()
 
 
+def distill_expect(ds: Dataset) -> dict[str, Any]:
+    """What precomputed logits for this dataset must be: one row per training example, in order."""
+    return {"task": "classify", "rows": len(ds.y_train), "classes": ds.num_classes,
+            "fingerprint": fingerprint(ds.x_train, ds.y_train), "sample": ds.x_train[:2]}
+
+
 class ClassifyTask:
     """Cross-entropy on a labelled dataset; one epoch is a pass over a seeded permutation of it."""
 
@@ -154,6 +162,7 @@ class ClassifyTask:
         model.generator = self.encoder_rng
         check_kernel_runs(model, ds.x_train[:2].to(device))
         self.model: torch.nn.Module = model
+        self.distiller = make_distiller(recipe.distill, distill_expect(ds), device, load_classifier_teacher)
         self.x_train, self.y_train = ds.x_train.to(device), ds.y_train.to(device)
         self.x_test, self.y_test = ds.x_test.to(device), ds.y_test.to(device)
         self.steps_per_epoch = math.ceil(len(ds.y_train) / t.batch_size)
@@ -178,15 +187,19 @@ class ClassifyTask:
         noisy = self.augment
         logits = model(x) if noisy is None else noisy.logits(model, x, step, self.total_steps, t.seed, part)
         loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
-        return loss, {"loss": loss.item() * len(batch), "correct": int((logits.argmax(-1) == y).sum()),
-                      "seen": len(batch)}
+        stats = {"loss": loss.item() * len(batch), "correct": int((logits.argmax(-1) == y).sum()), "seen": len(batch)}
+        if self.distiller is not None:
+            loss, kl = self.distiller.loss(logits, loss, rows=batch, inputs=x)
+            stats["kl"] = kl.item() * len(batch)
+        return loss, stats
 
     def log_due(self, step: int) -> bool:
         return step % self.steps_per_epoch == 0 or step == self.total_steps
 
     def summarise(self, step: int, window: dict[str, float]) -> dict[str, Any]:
+        kl = {"kl": window["kl"] / window["seen"]} if "kl" in window else {}
         return {"epoch": (step - 1) // self.steps_per_epoch + 1, "loss": window["loss"] / window["seen"],
-                "train_acc": window["correct"] / window["seen"]}
+                "train_acc": window["correct"] / window["seen"], **kl}
 
     def eval_due(self, step: int) -> bool:
         return self.log_due(step)
@@ -232,4 +245,5 @@ class ClassifyTask:
             metrics={"dataset": self.ds.name, **metrics},
             logic_gated=recipe.model.logic_gated,
             activation=recipe.model.activation_spec() if not spiking else None,
+            distilled=record(self.distiller),
         )

@@ -1,0 +1,1 @@
+"""Distillation pipelines above training and language models: preparing teacher logits."""
