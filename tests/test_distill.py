@@ -127,7 +127,8 @@ def test_cli_distils_a_spiking_student_from_precomputed_and_online_teachers(cli,
     online = cli("train", "--recipe", "digits-snn", "--teacher", digits_teacher, *student,
                  "--out", tmp_path / "online", "--json")
     assert online.code == 0, online.err
-    lines = [[json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("pre", "online")]
+    lines = [[json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+             for d in ("pre", "online")]
     assert lines[0][0]["kl"] > 0
     for a, b in zip(*lines, strict=True):  # full logits stored in float32: the same losses as online
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4) and a["kl"] == pytest.approx(b["kl"], rel=1e-3)

@@ -137,7 +137,8 @@ class LMTask:
         stats = {"loss": loss.item() * len(batch), "n": len(batch)}  # sums over windows: any split adds up
         if self.distiller is not None:
             loss, kl = self.distiller.loss(flat, loss, rows=positions[:, :-1], inputs=windows[:, :-1])
-            stats["kl"] = kl.item() * len(batch)
+            if kl is not None:
+                stats["kl"] = kl.item() * len(batch)
         return loss, stats
 
     def log_due(self, step: int) -> bool:

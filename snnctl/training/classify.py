@@ -190,7 +190,8 @@ class ClassifyTask:
         stats = {"loss": loss.item() * len(batch), "correct": int((logits.argmax(-1) == y).sum()), "seen": len(batch)}
         if self.distiller is not None:
             loss, kl = self.distiller.loss(logits, loss, rows=batch, inputs=x)
-            stats["kl"] = kl.item() * len(batch)
+            if kl is not None:
+                stats["kl"] = kl.item() * len(batch)
         return loss, stats
 
     def log_due(self, step: int) -> bool:

@@ -56,21 +56,25 @@ def fingerprint(*parts: torch.Tensor | bytes | str) -> str:
 
 
 def kl_term(student: torch.Tensor, teacher: TeacherRows, temperature: float) -> torch.Tensor:
-    """Mean KL(teacher_T || student_T) over rows; student logits [N, C]."""
+    """Mean KL(teacher_T || student_T) over rows; student logits [N, C]. The top-K form makes one pass of
+    exp over the student's logits and reads both its normaliser and its tail's mass from it (the tail
+    summed directly, not as 1 - top, so a small tail keeps its precision)."""
     s = student.float() / temperature
-    log_q = s.log_softmax(-1)
     if teacher.full is not None:
         log_p = (teacher.full / temperature).log_softmax(-1)
-        return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+        return (log_p.exp() * (log_p - s.log_softmax(-1))).sum(-1).mean()
     assert teacher.values is not None and teacher.indices is not None and teacher.lse is not None
     log_p_top = teacher.values / temperature - teacher.lse[:, None]
     p_top = log_p_top.exp()
     p_rest = (1 - p_top.sum(-1)).clamp_min(0)
-    log_q_top = log_q.gather(-1, teacher.indices)
-    tail = s.scatter(-1, teacher.indices, float("-inf"))
-    log_q_rest = (tail.logsumexp(-1) - s.logsumexp(-1)).clamp_min(-100.0)
-    rest = torch.where(p_rest > 0, p_rest * (torch.log(p_rest.clamp_min(1e-30)) - log_q_rest), 0.0)
-    return ((p_top * (log_p_top - log_q_top)).sum(-1) + rest).mean()
+    shift = s.detach().amax(-1, keepdim=True)
+    e = (s - shift).exp()
+    lse = shift.squeeze(-1) + e.sum(-1).log()
+    log_q_top = s.gather(-1, teacher.indices) - lse[:, None]
+    rest = e.scatter(-1, teacher.indices, 0.0).sum(-1)
+    log_q_rest = (shift.squeeze(-1) + rest.clamp_min(1e-30).log() - lse).clamp_min(-100.0)
+    tail = torch.where(p_rest > 0, p_rest * (torch.log(p_rest.clamp_min(1e-30)) - log_q_rest), 0.0)
+    return ((p_top * (log_p_top - log_q_top)).sum(-1) + tail).mean()
 
 
 class Distiller:
@@ -105,10 +109,12 @@ class Distiller:
                                                         "fingerprint": self.teacher.fingerprint}}
 
     def loss(self, student: torch.Tensor, ce: torch.Tensor, rows: torch.Tensor,
-             inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(alpha * T^2 * KL + (1 - alpha) * ce, KL); student logits [N, C], `rows` their row numbers
-        in the precomputed folder, `inputs` what an online teacher is run on."""
+             inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(alpha * T^2 * KL + (1 - alpha) * ce, KL or None where alpha is 0); student logits [N, C],
+        `rows` their row numbers in the precomputed folder, `inputs` what an online teacher is run on."""
         s = self.section
+        if s.alpha == 0:  # the labels alone: no teacher work (a from-scratch baseline on the same batches)
+            return ce, None
         if self.store is not None:
             teacher = self.store.rows(rows).to(student.device)
         else:
