@@ -36,7 +36,8 @@ def prepare(
     split_seed: int | None = typer.Option(None, "--split-seed", min=0, help="The split's seed."),
     top_k: str = typer.Option("auto", "--top-k", help="Logits kept per row: a number, full, or auto (full up to "
                               "64 classes, else the top 32)."),
-    temperature: float = typer.Option(4.0, "--temperature", min=1e-6, help="Temperature the top-K rows are for."),
+    temperature: float | None = typer.Option(None, "--temperature", min=1e-6, help="Temperature the top-K rows "
+                                             "are for (default: the --recipe's [distill] temperature, else 4)."),
     seq_len: int | None = typer.Option(None, "--seq-len", min=2, help="Language models: window length "
                                        "(default the teacher's context, at most 256)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Examples (or windows) per teacher call."),
@@ -66,7 +67,8 @@ def prepare(
         k: v for k, v in (("test_fraction", test_fraction), ("split_seed", split_seed)) if v is not None}}
     if seq_len is not None:
         data["seq_len"] = seq_len
-    job = PrepareJob(teacher=teacher, out=out, top_k=top_k_value(top_k), temperature=temperature,
+    data["temperature"] = temperature or data.get("temperature", 4.0)
+    job = PrepareJob(teacher=teacher, out=out, top_k=top_k_value(top_k),
                      batch_size=batch_size, device=config.prepare_runtime(device), trust_remote_code=trust_remote_code,
                      **data)
     bar = ui.progress()

@@ -167,14 +167,16 @@ def split_record(job: PrepareJob) -> dict[str, Any]:
 
 
 def data_of_recipe(name: str) -> dict[str, Any]:
-    """The dataset, split, options and window length a student recipe trains on, as PrepareJob keywords."""
+    """The dataset, split, options, window length and distillation temperature of a student recipe, as
+    PrepareJob keywords."""
     from snnctl.config import load_recipe
 
     recipe = load_recipe(name)
     d = recipe.data
     lm = getattr(recipe, "lm", None)
-    return {"dataset": d.name, "split": {"test_fraction": d.test_fraction, "split_seed": d.split_seed},
-            "options": dict(d.options), "seq_len": lm.seq_len if lm is not None else None}
+    found = {"dataset": d.name, "split": {"test_fraction": d.test_fraction, "split_seed": d.split_seed},
+             "options": dict(d.options), "seq_len": lm.seq_len if lm is not None else None}
+    return {**found, "temperature": recipe.distill.temperature} if recipe.distill else found
 
 
 def describe(folder: Path) -> dict[str, Any]:
