@@ -13,11 +13,11 @@ import torch
 from tokenizers import Tokenizer
 
 from snnctl.artifact import MANIFEST, WEIGHTS
+from snnctl.data.prepared import sha256
 from snnctl.errors import UserError
 from snnctl.lm import tokenizer as toks
 from snnctl.lm.bundle import load_lm
 from snnctl.training.distill import Teacher
-from snnctl.training.logits import sha256
 from snnctl.training.teacher import check_hf_name, hf_config, hf_fingerprint
 
 

@@ -13,7 +13,6 @@ batch touches only its own rows.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from snnctl.artifact import write_atomic
+from snnctl.data.prepared import sha256
 from snnctl.errors import UserError
 
 INDEX = "logits.json"
@@ -61,14 +61,6 @@ def top_k_rows(logits: torch.Tensor, k: int | None, temperature: float) -> dict[
     index_dtype = torch.int16 if logits.shape[-1] <= 32767 else torch.int32
     return {"values": values.half().contiguous(), "indices": indices.to(index_dtype).contiguous(),
             "lse": torch.logsumexp(logits / temperature, dim=-1).contiguous()}
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shard_name(i: int) -> str:

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from snnctl.artifact import MANIFEST, WEIGHTS, load_bundle
+from snnctl.data.prepared import sha256
 from snnctl.errors import UserError
 from snnctl.training.distill import Teacher
-from snnctl.training.logits import sha256
 
 HF_HEADS = ("ForImageClassification", "ForSequenceClassification")
 
