@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from snnctl.data import find_shared
 from snnctl.errors import UserError
 from snnctl.training.distill import kl_term
 from snnctl.training.logits import LogitStore, TeacherRows, top_k_rows
 from tests.conftest import error_lines
 
 QUICK = ["--set", "train.epochs=1", "--set", "model.config.channels=[4, 8]"]
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
+SHAKESPEARE = find_shared("tinyshakespeare", ("input.txt",)) / "input.txt"
 TINY_LM = {"ssm": ["model.config.d_model=16", "model.config.n_layers=1", "model.config.d_state=4"],
            "gpt2": ["model.config.n_layer=1", "model.config.n_embd=16", "model.config.n_head=2",
                     "model.config.n_positions=32"]}
