@@ -243,8 +243,9 @@ class TrainTask(Protocol):
     that task's recipes are validated against, `--set` included. The loop owns the
     optimizer, learning-rate schedule, checkpoints, resume and metrics.jsonl; the task owns the rest.
     The loop may hand `loss` and `evaluate` a wrapped model (DDP): a task reads the model's own
-    attributes through `snnctl.training.loop.unwrap`. A teacher signal (distillation) is the task's
-    business: its `batch` may carry teacher logits and its `loss` add the term."""
+    attributes through `snnctl.training.loop.unwrap`. Distillation (a recipe's [distill]) is the task's
+    business: its `loss` hands its logits, the rows they stand for and its cross-entropy to a
+    `snnctl.training.distill.Distiller`."""
 
     recipe_schema: ClassVar[type[BaseModel]]
     model: torch.nn.Module

@@ -25,12 +25,12 @@ from snnctl.lm.task import encode
 from snnctl.lm.teacher import load_lm_teacher
 from snnctl.paths import check_out
 from snnctl.training.classify import distill_expect as classify_expect
-from snnctl.training.distill import Teacher
+from snnctl.training.distill import Teacher, check_reads
 from snnctl.training.logits import LogitWriter, top_k_rows
 from snnctl.training.teacher import load_classifier_teacher
 
 FULL_UP_TO = 64  # classes stored in full by default; larger output layers (vocabularies) keep the top K
-DEFAULT_TOP_K = 32  # benchmarks/distill.py: the measured mass this keeps is in README "Distillation"
+DEFAULT_TOP_K = 32  # benchmarks/distill.py: the measured mass this keeps is in README "distill"
 MASS_KS = (1, 2, 4, 8, 16, 32, 64, 128)  # K values whose kept mass is measured on every row
 
 
@@ -64,7 +64,7 @@ class Plan:
 def classify_plan(job: PrepareJob, ds: Dataset) -> Plan:
     teacher = load_classifier_teacher(job.teacher, job.device, job.trust_remote_code)
     expect = classify_expect(ds)
-    check_width(teacher, expect, job)
+    check_reads(teacher, expect, job.device, where=job.teacher)
     return Plan(teacher, expect, 1, lambda a, b: ds.x_train[a:b], {"name": ds.name,
                 "prepared_fingerprint": ds.info.get("fingerprint")})
 
@@ -79,25 +79,12 @@ def lm_plan(job: PrepareJob, corpus: TextCorpus) -> Plan:
         raise UserError(f"the corpus is shorter than one window of {L + 1} tokens", where=job.dataset,
                         hint="use a shorter --seq-len")
     expect = lm_expect(corpus, teacher.extra["tokenizer"], ids, L)
-    check_width(teacher, expect, job)
+    check_reads(teacher, expect, job.device, where=job.teacher)
 
     def windows(a: int, b: int) -> torch.Tensor:
         return ids[torch.arange(a, b)[:, None] * L + torch.arange(L)]
 
     return Plan(teacher, expect, L, windows, {"name": corpus.name})
-
-
-def check_width(teacher: Teacher, expect: dict[str, Any], job: PrepareJob) -> None:
-    """The teacher reads the data and has the width the student will have, found before writing."""
-    try:
-        width = teacher.logits(expect["sample"].to(job.device)).shape[-1]
-    except (RuntimeError, ValueError, IndexError) as err:
-        raise UserError(f"the teacher cannot read this dataset ({str(err).splitlines()[0]})", where=job.teacher,
-                        hint="give a teacher trained on this dataset's inputs") from None
-    if width != expect["classes"]:
-        what = "tokens in its tokenizer" if expect["task"] == "lm" else "classes in the dataset"
-        raise UserError(f"the teacher has {width} outputs but there are {expect['classes']} {what}",
-                        where=job.teacher, hint="give a teacher trained on this dataset (or tokenizer)")
 
 
 def resolve_top_k(requested: int | str | None, classes: int) -> int | None:

@@ -84,7 +84,7 @@ class Distiller:
 
     def __init__(self, section: DistillSection, expect: dict[str, Any], device: str,
                  load_teacher: Callable[[str, str, bool], Teacher]) -> None:
-        self.section, self.device, self.classes = section, device, int(expect["classes"])
+        self.section = section
         self.store: LogitStore | None = None
         self.teacher: Teacher | None = None
         if section.logits is not None:
@@ -97,14 +97,7 @@ class Distiller:
             if expect.get("tokenizer") and self.teacher.tokenizer != expect["tokenizer"]:
                 raise UserError("the teacher's tokenizer differs from the recipe's", where="distill.teacher",
                                 hint="a student reads the teacher's tokens: set lm.tokenizer to the teacher's")
-            try:
-                width = self.teacher.logits(expect["sample"].to(device)).shape[-1]
-            except (RuntimeError, ValueError, IndexError) as err:
-                raise UserError(f"the teacher cannot read the recipe's data ({str(err).splitlines()[0]})",
-                                where="distill.teacher", hint="distill from a teacher trained on this data") from None
-            if width != self.classes:
-                raise UserError(f"the teacher has {width} outputs, the student {self.classes}", where="distill.teacher",
-                                hint="distill from a teacher of the same classes or vocabulary")
+            check_reads(self.teacher, expect, device, where="distill.teacher")
             self.source = {"online": True, "teacher": {"source": self.teacher.source,
                                                         "fingerprint": self.teacher.fingerprint}}
 
@@ -122,6 +115,20 @@ class Distiller:
             teacher = TeacherRows(full=self.teacher.logits(inputs).reshape(student.shape))
         kl = kl_term(student, teacher, s.temperature)
         return s.alpha * s.temperature**2 * kl + (1 - s.alpha) * ce, kl.detach()
+
+
+def check_reads(teacher: Teacher, expect: dict[str, Any], device: str, where: str) -> None:
+    """The teacher reads the task's data (`expect["sample"]`) and has the student's width: found before
+    anything is written, by `distill prepare` and by an online teacher alike."""
+    try:
+        width = teacher.logits(expect["sample"].to(device)).shape[-1]
+    except (RuntimeError, ValueError, IndexError) as err:
+        raise UserError(f"the teacher cannot read this dataset ({str(err).splitlines()[0]})", where=where,
+                        hint="give a teacher trained on this dataset's inputs") from None
+    if width != expect["classes"]:
+        what = "tokens in its tokenizer" if expect["task"] == "lm" else "classes in the dataset"
+        raise UserError(f"the teacher has {width} outputs but there are {expect['classes']} {what}",
+                        where=where, hint="give a teacher trained on this dataset (or tokenizer)")
 
 
 def check_store(store: LogitStore, expect: dict[str, Any], section: DistillSection) -> None:
