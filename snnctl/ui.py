@@ -22,6 +22,12 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def print_json_line(data: Any) -> None:
+    """One event of a long-running command as one line of JSON (a script reads it line by line)."""
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
+    sys.stdout.flush()
+
+
 def progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),

@@ -145,17 +145,20 @@ class Generator:
             if tail:
                 yield tail
         finally:  # once per reply, not per token; also when the caller stops reading early
-            self._fill(stats, started, site_spikes, steps)
+            stats.context_tokens = self.context
+            finish_stats(self.model, stats, time.perf_counter() - started, site_spikes, steps)
 
-    def _fill(self, stats: ReplyStats, started: float, site_spikes: list[float], steps: float) -> None:
-        stats.seconds = time.perf_counter() - started
-        stats.tokens_per_s = stats.tokens / stats.seconds if stats.seconds > 0 else 0.0
-        stats.context_tokens = self.context
-        n = max(stats.tokens, 1)
-        spikes = sum(site_spikes)
-        if getattr(self.model, "spiking", False):
-            stats.spikes_per_token = spikes / n
-            stats.firing_rate = spikes / steps if steps else 0.0
-        ops = self.model.token_ops([s / n for s in site_spikes], self.context)
-        updates = steps / n
-        stats.energy_nj_per_token = energy.estimate(ops["macs"], ops["sops"], updates)
+
+
+def finish_stats(model: nn.Module, stats: ReplyStats, seconds: float, site_spikes: list[float],
+                 neuron_steps: float) -> None:
+    """A reply's speed, spikes and energy estimate from its spikes per site and neuron-steps (summed
+    over its tokens): once per reply, by `chat`'s generator and by the server's batched engine."""
+    stats.seconds = seconds
+    stats.tokens_per_s = stats.tokens / seconds if seconds > 0 else 0.0
+    n = max(stats.tokens, 1)
+    if getattr(model, "spiking", False):
+        stats.spikes_per_token = sum(site_spikes) / n
+        stats.firing_rate = sum(site_spikes) / neuron_steps if neuron_steps else 0.0
+    ops = model.token_ops([s / n for s in site_spikes], stats.context_tokens)
+    stats.energy_nj_per_token = energy.estimate(ops["macs"], ops["sops"], neuron_steps / n)

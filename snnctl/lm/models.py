@@ -109,6 +109,7 @@ class SpikingSite(nn.Module):
             s = (h >= 1.0).to(h.dtype)
             v = h * (1 - s)
         self._count(s)
+        self.row_spikes = s.detach().sum(-1)  # per sequence: a server steps many conversations at once
         return self._signed(s), v
 
     def _count(self, s: Tensor) -> None:
@@ -204,6 +205,10 @@ class SSMLanguageModel(nn.Module):
     def activity(self) -> list[dict[str, float]]:
         """Spikes and neuron-steps of each spiking site in the last forward or step call."""
         return [{"spikes": b.site.spikes, "neuron_steps": b.site.neuron_steps} for b in self.blocks]
+
+    def row_activity(self) -> Tensor | None:
+        """Spikes of each sequence of the batch at each spiking site in the last `step`: [sites, B]."""
+        return torch.stack([b.site.row_spikes for b in self.blocks]) if self.spiking else None
 
     def token_ops(self, site_spikes: list[float], context: int = 0) -> dict[str, float]:
         """Float MACs and spike-driven accumulates (SOPs) for one token, from each site's spikes; the
