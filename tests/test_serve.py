@@ -254,3 +254,12 @@ def test_rendering_matches_what_a_kept_state_read() -> None:
     assert first == "<u> hi\n<a> " and follow.startswith("Be brief.\n")
     assert render([("user", " hi "), ("assistant", "hello"), ("user", "more")], template).startswith(first + "hello\n")
     assert render([("user", "a"), ("user", "b")], None) == "ab"
+
+
+def test_a_reply_that_ends_before_its_first_token_has_stats(bundle: Path) -> None:
+    from snnctl.lm.generate import ReplyStats, finish_stats
+
+    model = load_lm(bundle).model
+    stats = ReplyStats(prompt_tokens=3)
+    finish_stats(model, stats, 0.01, [], 0.0)
+    assert stats.tokens == 0 and stats.spikes_per_token == 0 and stats.energy_nj_per_token["compute_nj"] > 0

@@ -154,6 +154,7 @@ def finish_stats(model: nn.Module, stats: ReplyStats, seconds: float, site_spike
                  neuron_steps: float) -> None:
     """A reply's speed, spikes and energy estimate from its spikes per site and neuron-steps (summed
     over its tokens): once per reply, by `chat`'s generator and by the server's batched engine."""
+    site_spikes = site_spikes or [0.0] * len(model.activity())  # a reply that ended before its first token
     stats.seconds = seconds
     stats.tokens_per_s = stats.tokens / seconds if seconds > 0 else 0.0
     n = max(stats.tokens, 1)
