@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -14,8 +15,10 @@ class Server:
     """`python -m snnctl serve BUNDLE --port 0 --json ARGS` until `stop()`; `url` once it listens."""
 
     def __init__(self, bundle: Path, *args: str, timeout: float = 120.0) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "SNNCTL_API_KEY"} | {"PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen([sys.executable, "-m", "snnctl", "serve", str(bundle), "--port", "0", "--json",
-                                      *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                      *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                     text=True, env=env)
         self.err_lines: list[str] = []
         threading.Thread(target=self._drain, daemon=True).start()
         line = self._first_line(timeout)

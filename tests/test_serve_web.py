@@ -7,16 +7,11 @@ the browser tests are skipped (CI installs them, see .ci/run); the page's static
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
@@ -24,6 +19,7 @@ import pytest
 
 from snnctl.config import load_recipe
 from snnctl.training.trainer import train
+from tests.serving import Server
 from tests.test_lm import TINY_SSM
 
 try:
@@ -37,7 +33,6 @@ except ImportError:  # the browser tests skip
 
 CHROMIUM = shutil.which("chromium", path="/usr/bin") or shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver", path="/usr/bin") or shutil.which("chromedriver")
-SERVE = [sys.executable, "-m", "snnctl", "serve"]
 KEY = "sk-test-4711"
 LONG = 2000  # tokens asked of the reply Stop aborts (this server allows up to 2048)
 WAIT = 90  # seconds: a loaded CI machine, a model on the CPU
@@ -87,46 +82,19 @@ def bundle(browser, tmp_path_factory: pytest.TempPathFactory) -> Path:  # after 
     return train(load_recipe("chat-ssm", TINY_SSM), tmp_path_factory.mktemp("serve-web") / "bundle").out
 
 
-@contextmanager
-def serving(bundle: Path, tmp: Path, *extra: str) -> Iterator[str]:
-    """`snnctl serve BUNDLE --port 0 --json` in a subprocess; yields its URL from the `listening` line."""
-    out, err = tmp / "stdout", tmp / "stderr"
-    env = {k: v for k, v in os.environ.items() if k != "SNNCTL_API_KEY"} | {"PYTHONUNBUFFERED": "1"}
-    with out.open("wb") as o, err.open("wb") as e:
-        proc = subprocess.Popen([*SERVE, str(bundle), "--port", "0", "--json", *extra], stdout=o, stderr=e,
-                                stdin=subprocess.DEVNULL, env=env)
-    try:
-        deadline = time.monotonic() + WAIT
-        url = None
-        while url is None:
-            for line in out.read_text(errors="replace").splitlines():
-                if line.startswith("{") and (event := json.loads(line)).get("event") == "listening":
-                    url = event["url"]
-            if url is None:
-                assert proc.poll() is None, f"snnctl serve exited ({proc.returncode}):\n{err.read_text()}"
-                assert time.monotonic() < deadline, f"no `listening` line in {WAIT} s:\n{err.read_text()}"
-                time.sleep(0.2)
-        yield url
-        assert proc.poll() is None, f"snnctl serve died:\n{err.read_text()}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+@pytest.fixture(scope="module")
+def server(bundle: Path) -> Iterator[str]:
+    srv = Server(bundle, timeout=WAIT)
+    yield srv.url
+    assert srv.alive(), f"snnctl serve died:\n{srv.stderr}"
+    srv.stop()
 
 
 @pytest.fixture(scope="module")
-def server(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with serving(bundle, tmp_path_factory.mktemp("serve")) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def keyed_server(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with serving(bundle, tmp_path_factory.mktemp("serve-key"), "--api-key", KEY) as url:
-        yield url
+def keyed_server(bundle: Path) -> Iterator[str]:
+    srv = Server(bundle, "--api-key", KEY, timeout=WAIT)
+    yield srv.url
+    srv.stop()
 
 
 # -- helpers: the page as a person uses it --------------------------------------------------------
