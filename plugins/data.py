@@ -19,7 +19,7 @@ def prepare(
     source: str = typer.Argument(..., help="A file or folder (or, with --format hf, a Hugging Face hub id)."),
     out: Path = typer.Option(..., "--out", "-o", help="The prepared dataset folder to write."),
     fmt: str | None = typer.Option(None, "--format", "-f", help="idx, imagefolder, csv, tsv, jsonl, parquet, text, "
-                                   "cifar, nmnist or hf (default: detected from the source)."),
+                                   "cifar, nmnist, dialogue or hf (default: detected from the source)."),
     name: str | None = typer.Option(None, "--name", help="The dataset's name (default: the folder name)."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Held out when the source has no test split."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of that split (stratified by class)."),
@@ -39,6 +39,8 @@ def prepare(
       snnctl data prepare reviews.csv --out data/reviews --text-column body --label-column stars
 
       snnctl data prepare ../shared/data/nmnist_small --out data/nmnist --events frames --T 16
+
+      snnctl data prepare ../shared/data/dialogue/sgd_dev_17files.jsonl --out data/sgd --format dialogue
     """
     from snnctl.data.prepared import PrepareJob, plan
     from snnctl.data.prepared import prepare as run_prepare
@@ -110,7 +112,8 @@ def print_summary(console: Any, s: dict[str, Any]) -> None:
     console.print(f"[bold]{s['name']}[/bold] ({s['modality']}, {s['num_classes']} classes"
                   + (f", {s['format']}, fingerprint {s['fingerprint'][:12]}" if "format" in s else "") + ")")
     value_range = f"{x['min']:.4g}..{x['max']:.4g}, mean {x['mean']:.4g}" if x["min"] is not None else "empty"
-    console.print(f"  inputs {tuple(x['shape'])} {x['dtype']}, values {value_range}")
+    if "dialogue" not in s:
+        console.print(f"  inputs {tuple(x['shape'])} {x['dtype']}, values {value_range}")
     names = s.get("class_names") or [str(c) for c in range(s["num_classes"])]
     counts = {split: {names[int(c)]: n for c, n in v["classes"].items()} for split, v in s["splits"].items()}
     if names:
@@ -122,8 +125,21 @@ def print_summary(console: Any, s: dict[str, Any]) -> None:
         console.print(f"  words per example: min {w['min']}, mean {w['mean']}, max {w['max']}")
         for ex in s["examples"]:
             console.print(f"  [{ex['label'] if ex['label'] is not None else '-'}] {ex['text'][:100]}")
+    if "dialogue" in s:
+        print_dialogue(console, s["dialogue"])
     if s.get("picture"):
         console.print(f"Wrote {s['picture']}.")
+
+
+def print_dialogue(console: Any, d: dict[str, Any]) -> None:
+    """Turn counts and lengths, then the first turns of a few dialogues, speaker by speaker."""
+    t, c = d["turns_per_dialogue"], d["chars_per_turn"]
+    console.print(f"  turns per dialogue: min {t['min']}, mean {t['mean']}, max {t['max']}")
+    console.print(f"  characters per turn: min {c['min']}, mean {c['mean']}, max {c['max']}")
+    for ex in d["examples"]:
+        console.print(f"  dialogue {ex['id']} ({ex['of']} turns):", markup=False)
+        for i, turn in enumerate(ex["turns"]):
+            console.print(f"    {('user', 'assistant')[i % 2]}: {turn[:100]}", markup=False)
 
 
 @app.command("list")

@@ -21,7 +21,8 @@ import numpy as np
 
 from snnctl.errors import UserError
 
-FORMATS: tuple[str, ...] = ("idx", "imagefolder", "csv", "tsv", "jsonl", "parquet", "text", "cifar", "nmnist", "hf")
+FORMATS: tuple[str, ...] = ("idx", "imagefolder", "csv", "tsv", "jsonl", "parquet", "text", "cifar", "nmnist",
+                             "dialogue", "hf")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TABULAR = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".txt": "text"}
 Progress = Callable[[int], None]
@@ -46,16 +47,17 @@ class Read:
     splits: dict[str, Any]  # split name -> datasets.Dataset
     files: list[Path]
     classes: list[str]
-    modality: str  # "image", "text" or "events"
+    modality: str  # "image", "text", "events" or "dialogue"
     info: dict[str, Any] = field(default_factory=dict)
 
 
 def detect(source: Path) -> str:
-    """The format of a local source, from its suffix or the files it holds; ambiguity is a user error."""
+    """The format of a local source, from its suffix or the files it holds; ambiguity is a user error.
+    JSON lines whose first record has a `turns` list are dialogues (snnctl.data.dialogue)."""
     if source.is_file():
         fmt = TABULAR.get(source.suffix.lower())
         if fmt:
-            return fmt
+            return "dialogue" if fmt == "jsonl" and _dialogue().has_turns(source) else fmt
         if "idx" in source.name or "ubyte" in source.name:
             return "idx"
         raise UserError("cannot tell the format of this file", where=str(source), hint="pass --format")
@@ -75,7 +77,8 @@ def detect(source: Path) -> str:
             return fmt
     suffixes = {TABULAR[Path(n).suffix.lower()] for n in names if Path(n).suffix.lower() in TABULAR}
     if len(suffixes) == 1:
-        return suffixes.pop()
+        fmt = suffixes.pop()
+        return "dialogue" if fmt == "jsonl" and _dialogue().has_turns(source) else fmt
     raise UserError("cannot tell the format of this folder", where=str(source),
                     hint=f"pass --format ({', '.join(FORMATS)})")
 
@@ -429,6 +432,21 @@ def read_nmnist(source: Path, opts: Options) -> Read:
     return Read(splits, [p for pairs in lists.values() for p, _ in pairs], classes, "events", info)
 
 
+# --- dialogues (snnctl.data.dialogue, which builds on this module) ------------------------------------
+
+
+def _dialogue() -> Any:
+    from snnctl.data import dialogue
+
+    return dialogue
+
+
+def read_dialogue(source: Path, opts: Options) -> Read:
+    """One dialogue a line (Schema-Guided Dialogue's JSON): see snnctl.data.dialogue."""
+    return _dialogue().read_dialogue(source, opts)
+
+
 READERS: dict[str, Callable[[Path, Options], Read]] = {
     "idx": read_idx, "imagefolder": read_imagefolder, "cifar": read_cifar, "nmnist": read_nmnist,
+    "dialogue": read_dialogue,
 }

@@ -126,6 +126,8 @@ def _features(ds: Any) -> dict[str, Any]:
             out[key] = {"shape": list(feature.shape), "dtype": feature.dtype}
         elif kind == "ClassLabel":
             out[key] = {"classes": feature.num_classes}
+        elif hasattr(feature, "feature") and hasattr(feature.feature, "dtype"):  # a list column (dialogue turns)
+            out[key] = {"list_of": feature.feature.dtype}
         elif isinstance(feature, dict):
             out[key] = {"events": {k: getattr(getattr(v, "feature", v), "dtype", "?") for k, v in feature.items()}}
         else:
@@ -268,6 +270,9 @@ def load_prepared(folder: Path, *, test_fraction: float | None = None, split_see
     import datasets
 
     manifest = open_prepared(folder)
+    if manifest["modality"] == "dialogue":
+        raise UserError("prepared dialogues have no labels; they train language models", where=str(folder),
+                        hint='name the folder as data.name of a recipe with task = "lm"')
     if not manifest["classes"]:
         raise UserError("prepared text has no labels; classification needs a label column", where=str(folder),
                         hint="prepare it with --label-column")

@@ -29,12 +29,13 @@ def modality(ds: Dataset) -> str:
 
 def describe(target: str) -> tuple[dict[str, Any], Dataset | None]:
     """Splits, class balance, shapes, dtypes and value ranges (and text lengths and examples); unlabelled
-    prepared text (no Dataset to load) is described from its manifest and lines alone."""
+    prepared text and dialogues (no Dataset to load) are described from their manifest and rows alone."""
     if is_prepared(target) and not open_prepared(Path(target))["classes"]:
         manifest = open_prepared(Path(target))
-        summary = {"name": manifest["name"], "modality": "text", "num_classes": 0,
+        dtype = "list of strings (turns)" if manifest["modality"] == "dialogue" else "string"
+        summary = {"name": manifest["name"], "modality": manifest["modality"], "num_classes": 0,
                    "splits": {k: {"examples": v["examples"], "classes": {}} for k, v in manifest["counts"].items()},
-                   "x": {"shape": [], "dtype": "string", "min": None, "max": None, "mean": None}}
+                   "x": {"shape": [], "dtype": dtype, "min": None, "max": None, "mean": None}}
         return {**summary, **_prepared_part(Path(target))}, None
     ds = load_dataset(target)
     if not isinstance(ds, Dataset):
@@ -73,7 +74,35 @@ def _prepared_part(folder: Path) -> dict[str, Any]:
         part["examples"] = [{"text": t, "label": None if y is None else manifest["classes"][y]} for t, y in
                             zip(texts[:3], labels, strict=True)]
         part["words"] = {"min": int(words.min()), "mean": round(float(words.mean()), 2), "max": int(words.max())}
+    if manifest["modality"] == "dialogue":
+        part["dialogue"] = _dialogue_part(datasets.load_from_disk(str(folder / "hf")))
     return part
+
+
+def _stats(values: Any) -> dict[str, Any]:
+    arr = np.asarray(values, dtype=np.int64)
+    if not arr.size:
+        return {"min": None, "mean": None, "max": None}
+    return {"min": int(arr.min()), "mean": round(float(arr.mean()), 2), "max": int(arr.max())}
+
+
+def _dialogue_part(dd: Any, shown: int = 3, turns: int = 4) -> dict[str, Any]:
+    """Turns per dialogue and characters per turn over every split (read through Arrow compute, no
+    Python loop over rows), and the first turns of a few training dialogues."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tables = [s.with_format("arrow")[:] for s in dd.values()]  # a read, never a cache file in the folder
+    column = pa.chunked_array([c for t in tables for c in t.column("turns").chunks], type=tables[0].schema.field(
+        "turns").type)
+    train = dd["train"]
+    return {
+        "roles": "turns alternate user/assistant, the user's first",
+        "turns_per_dialogue": _stats(pc.list_value_length(column).to_numpy(zero_copy_only=False)),
+        "chars_per_turn": _stats(pc.utf8_length(pc.list_flatten(column)).to_numpy(zero_copy_only=False)),
+        "examples": [{"id": row["id"], "turns": row["turns"][:turns], "of": len(row["turns"])}
+                     for row in train.select(range(min(shown, len(train))))],
+    }
 
 
 def preview(ds: Dataset | None, kind: str, out: Path, per_class: int = 8) -> Path | None:

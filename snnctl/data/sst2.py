@@ -1,7 +1,11 @@
-"""SST-2 sentiment (GLUE re-split, ../shared/data/sst2): sentences as padded word-id tensors.
+"""SST-2 sentiment (GLUE re-split, ../shared/data/sst2): sentences as padded token-id tensors.
 
-The vocabulary is built from the training split alone (most frequent words, ties alphabetical), so it
-is the same on every machine and needs no file beside the bundle; id 0 is padding, 1 unknown.
+The default tokenizer is word-level (snnctl.data.text), its vocabulary the training split's most
+frequent words (ties alphabetical), so it is the same on every machine; `tokenizer` gives a
+tokenizer.json instead (a BERT checkpoint's, say). Id 0 is padding, 1 unknown. Sentences longer
+than `length` tokens are cut to their first `length` (at 48, 3 of dev's 6,735 are; the longest has 53).
+`info` carries the tokenizer (a bundle saves it) and `test_subsets["long"]`, the dev sentences of at
+least 10 words (split on whitespace), where word order matters most.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from pathlib import Path
 import torch
 
 from snnctl.data import Dataset, find_shared
+from snnctl.data import text as T
 
-WORD = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")
+WORD = re.compile(T.WORD)
+LONG_WORDS = 10
 
 
 def find_folder(path: str | None) -> Path:
@@ -30,15 +36,12 @@ def read_tsv(path: Path) -> tuple[list[str], list[int]]:
 
 
 def tokens(text: str) -> list[str]:
+    """The words of `text` by the tokenizer's rule (`tests` check both agree on all of SST-2)."""
     return WORD.findall(text.lower())
 
 
 def encode(texts: list[str], vocab: dict[str, int], length: int) -> torch.Tensor:
-    ids = torch.zeros(len(texts), length, dtype=torch.long)
-    for i, text in enumerate(texts):
-        words = [vocab.get(w, 1) for w in tokens(text)][:length]
-        ids[i, : len(words)] = torch.tensor(words, dtype=torch.long)
-    return ids
+    return T.encode(T.word_tokenizer(vocab), texts, length)
 
 
 def build_vocab(texts: list[str], vocab_size: int) -> dict[str, int]:
@@ -50,17 +53,24 @@ def build_vocab(texts: list[str], vocab_size: int) -> dict[str, int]:
 
 def load(
     test_fraction: float = 0.2, split_seed: int = 0, path: str | None = None, vocab_size: int = 16384,
-    length: int = 48, train_limit: int | None = None,
+    length: int = 48, train_limit: int | None = None, tokenizer: str | None = None,
 ) -> Dataset:
-    """Train on train.tsv, test on dev.tsv (the given split; test_fraction/split_seed do not apply)."""
+    """Train on train.tsv, test on dev.tsv (the given split; test_fraction/split_seed do not apply).
+    With `tokenizer` (a tokenizer.json), `vocab_size` is the tokenizer's."""
     folder = find_folder(path)
     x_text, y = read_tsv(folder / "train.tsv")
     t_text, t_y = read_tsv(folder / "dev.tsv")
     if train_limit:
         x_text, y = x_text[:train_limit], y[:train_limit]
-    vocab = build_vocab(x_text, vocab_size)
+    if tokenizer:
+        tok = T.read_tokenizer(Path(tokenizer))
+        vocab_size = tok.get_vocab_size()
+    else:
+        tok = T.word_tokenizer(build_vocab(x_text, vocab_size))
+    long = torch.tensor([len(t.split()) >= LONG_WORDS for t in t_text], dtype=torch.bool)
     return Dataset(
-        name="sst2", x_train=encode(x_text, vocab, length), y_train=torch.tensor(y),
-        x_test=encode(t_text, vocab, length), y_test=torch.tensor(t_y), num_classes=2,
-        info={"vocab_size": vocab_size, "length": length},
+        name="sst2", x_train=T.encode(tok, x_text, length), y_train=torch.tensor(y),
+        x_test=T.encode(tok, t_text, length), y_test=torch.tensor(t_y), num_classes=2,
+        info={"vocab_size": vocab_size, "length": length, "tokenizer_json": tok.to_str(),
+              "test_subsets": {"long": long}},
     )

@@ -4,13 +4,19 @@
   (a tenth in the recipes) is held out, contiguous, so no validation line is seen in training.
 - `chatterbot`: the English dialogues of the PyPI package chatterbot-corpus, rendered with the chat
   template; whole conversations are held out.
+- `sgd`: Schema-Guided Dialogue (../shared/data/dialogue/sgd_dev_17files.jsonl, task-oriented:
+  restaurants, travel, events...), prepared once into the cache by `snnctl data prepare --format
+  dialogue`, rendered with the chat template; whole dialogues are held out.
 - `textfile`: any UTF-8 file given as `[data.options] path`.
+
+A folder written by `snnctl data prepare` works as `data.name` too (`prepared_corpus`): dialogues are
+rendered with the chat template, plain text is its lines.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -112,3 +118,41 @@ def load_chatterbot(test_fraction: float = 0.1, split_seed: int = 0, language: s
     val = "".join(render_dialogue(c) for c in val_convs)
     return TextCorpus("chatterbot", "".join(parts), val, chat=dict(CHAT_TEMPLATE),
                       info={"conversations_train": len(train_convs), "conversations_val": len(val_convs)})
+
+
+def prepared_corpus(folder: Path) -> TextCorpus:
+    """A `snnctl data prepare` folder as language-model text, with the split fixed when it was prepared:
+    dialogues rendered with the chat template (so the bundle chats in dialogue mode), text as its lines
+    (labels, if any, are not used)."""
+    import datasets
+
+    from snnctl.data.prepared import open_prepared
+
+    manifest = open_prepared(folder)
+    kind = manifest["modality"]
+    if kind not in ("dialogue", "text"):
+        raise UserError(f"prepared dataset holds {kind} data, not text or dialogues", where=str(folder),
+                        hint="a language-model recipe needs a dataset prepared from text or dialogues")
+    dd = datasets.load_from_disk(str(folder / "hf"))
+    info: dict[str, Any] = {"prepared": str(folder), "fingerprint": manifest["fingerprint"]}
+    if kind == "text":
+        train, val = ("".join(line + "\n" for line in dd[split]["text"]) for split in ("train", "test"))
+        return TextCorpus(manifest["name"], train, val, info=info)
+    train, val = ("".join(render_dialogue(turns) for turns in dd[split]["turns"]) for split in ("train", "test"))
+    info.update(dialogues_train=len(dd["train"]), dialogues_val=len(dd["test"]))
+    return TextCorpus(manifest["name"], train, val, chat=dict(CHAT_TEMPLATE), info=info)
+
+
+SGD_FILE = "sgd_dev_17files.jsonl"
+
+
+def load_sgd(test_fraction: float = 0.1, split_seed: int = 0, path: str | None = None) -> TextCorpus:
+    """The shared Schema-Guided Dialogue file, prepared once per split (a cache folder per fraction and
+    seed, so two recipes never undo each other's split) and rendered with the chat template."""
+    from snnctl.data.builtin import cached
+
+    source = find_shared("dialogue", (SGD_FILE,), path) / SGD_FILE
+    folder = cached(f"sgd-test{test_fraction:g}-seed{split_seed}", source, "dialogue", test_fraction=test_fraction,
+                    seed=split_seed)
+    corpus = prepared_corpus(folder)
+    return replace(corpus, name="sgd", info={**corpus.info, "source": str(source)})

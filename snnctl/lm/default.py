@@ -1,8 +1,9 @@
 """The default chat model: trained on first use by the project's own `chat-ssm` recipe, then cached.
 
-It is not shipped: its training data (chatterbot-corpus) is a dependency, and training takes about two
-minutes on a 2-core CPU (README gives the measured time), so a fresh machine builds it once into
-SNNCTL_HOME/cache/chat-ssm, written under a temporary name and renamed into place when complete.
+It is not shipped: its training data (Schema-Guided Dialogue, in the shared data folder) is prepared
+into the cache on first use, and training takes a few minutes on a 2-core CPU (README gives the
+measured time), so a fresh machine builds it once into SNNCTL_HOME/cache/chat-ssm, written under a
+temporary name and renamed into place when complete.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def ensure_default(overrides: list[str] | None = None) -> Path:
     if (path / MANIFEST).is_file():
         return path
     recipe = load_recipe(RECIPE, overrides)
-    ui.err.print(f"No chat model cached yet: training the default one once (recipe {RECIPE}, "
-                 f"{recipe.lm.steps} steps, about 2 minutes on 2 CPU cores) "
+    ui.err.print(f"No chat model cached yet: training the default one once (recipe {RECIPE} on "
+                 f"{recipe.data.name}, {recipe.lm.steps} steps, about 4 minutes on 2 CPU cores) "
                  f"into {path}")
     staging = path.with_name(f".{path.name}.training")
     shutil.rmtree(staging, ignore_errors=True)

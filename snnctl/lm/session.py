@@ -46,8 +46,8 @@ class ChatSession:
         lines = [f"{m['zoo']['name']} ({what}, {size}), trained on {trained}."]
         if not chat.get("instruction_tuned"):
             if self.dialogue:
-                lines.append("It is a small model trained on short small-talk dialogues, not instruction-tuned: "
-                             "expect canned phrases and nonsense, not knowledge or reasoning.")
+                lines.append("It is not instruction-tuned: a small model trained on example dialogues, so expect "
+                             "canned phrases and made-up details (venues, times, prices), not knowledge or reasoning.")
             else:
                 lines.append("It is not a chat model and not instruction-tuned: it continues the text you type.")
         return " ".join(lines)

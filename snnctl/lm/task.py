@@ -14,12 +14,14 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
+from snnctl import registry
 from snnctl.artifact import make_manifest, save_bundle
 from snnctl.config import LMRecipe
 from snnctl.data import load_dataset
+from snnctl.data.prepared import is_prepared
 from snnctl.errors import UserError
 from snnctl.lm import tokenizer as toks
-from snnctl.lm.corpus import TextCorpus
+from snnctl.lm.corpus import TextCorpus, prepared_corpus
 from snnctl.lm.models import build_lm
 from snnctl.lm.scoring import bytes_per_token, score
 from snnctl.lm.teacher import load_lm_teacher, tokenizer_fingerprint
@@ -28,11 +30,19 @@ from snnctl.training.loop import model_param_groups, unwrap
 
 
 def load_corpus(recipe: LMRecipe) -> TextCorpus:
-    corpus = load_dataset(recipe.data.name, test_fraction=recipe.data.test_fraction,
-                          split_seed=recipe.data.split_seed, **recipe.data.options)
+    """A registered corpus, or a prepared text or dialogue folder (its split fixed at prepare time)."""
+    name = recipe.data.name
+    if name not in registry.entries("datasets") and is_prepared(name):
+        if recipe.data.options:
+            raise UserError("a prepared dataset takes no options", where="[data] options",
+                            hint="leave [data.options] out; its split and format were fixed by `snnctl data prepare`")
+        return prepared_corpus(Path(name))
+    corpus = load_dataset(name, test_fraction=recipe.data.test_fraction, split_seed=recipe.data.split_seed,
+                          **recipe.data.options)
     if not isinstance(corpus, TextCorpus):
-        raise UserError(f"dataset '{recipe.data.name}' is not a text corpus", where="[data] name",
-                        hint="language-model recipes use tinyshakespeare, chatterbot or textfile")
+        raise UserError(f"dataset '{name}' is not a text corpus", where="[data] name",
+                        hint="language-model recipes use tinyshakespeare, chatterbot, sgd, textfile or a folder "
+                        "prepared from text or dialogues")
     return corpus
 
 

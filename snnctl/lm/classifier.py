@@ -1,0 +1,59 @@
+"""`textssm`: the spiking SSM language model's blocks as a text classifier (SST-2), SNN and ANN twin.
+
+Embedding -> blocks -> LayerNorm -> mean over real tokens -> linear head. A block is the LM's
+SSMBlock layout (pre-norm residual: x + GLU(W_mix s), s = site(S4D(LayerNorm x))), with the S4D layer
+the LM uses; its site is the recipe's neuron run over the tokens (`TokenSpikes`) in the SNN, the
+zoo's activation in the ANN. The S4D is causal, so right padding never reaches a real token.
+It lives here, not in the zoo, because the S4D layer lives in snnctl.lm (the zoo sits below it).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from snnctl.lm.ssm import S4D
+from snnctl.nn.layers import ActivationFactory
+from snnctl.zoo.sequence import TokenClassifier, token_site
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, act: ActivationFactory, d_model: int, d_state: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.ssm = S4D(d_model, d_state)
+        self.site = token_site(act, d_model)
+        self.mix = nn.Linear(d_model, 2 * d_model)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+        s = self.site(self.ssm(self.norm(x)), keep)
+        return x + self.drop(F.glu(self.mix(self.drop(s)), dim=-1))
+
+    def recurrence_macs(self, tokens: float) -> float:
+        """Float MACs of the S4D as a recurrence (how it runs token by token at inference): a complex
+        state update and readout per mode (8 real MACs) and the skip term D, per channel."""
+        H, modes = self.ssm.log_A_real.shape
+        return tokens * (8 * H * modes + H)
+
+
+class SSMClassifier(TokenClassifier):
+    def __init__(self, act: ActivationFactory, vocab_size: int, length: int, d_model: int, n_layers: int,
+                 d_state: int, num_classes: int, dropout: float) -> None:
+        super().__init__(length, d_model, num_classes, dropout)
+        self.embed = nn.Embedding(vocab_size, d_model, padding_idx=0)
+        self.blocks = nn.ModuleList(EncoderBlock(act, d_model, d_state, dropout) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model)
+
+    def encode(self, ids: Tensor, keep: Tensor) -> Tensor:
+        x = self.drop(self.embed(ids))
+        tokens = float(keep.sum())
+        for block in self.blocks:
+            x = block(x, keep)
+            self.count(macs=block.recurrence_macs(tokens))
+        return self.norm(x)
+
+
+def build(act: ActivationFactory, vocab_size: int = 16384, length: int = 64, d_model: int = 128, n_layers: int = 2,
+          d_state: int = 64, num_classes: int = 2, dropout: float = 0.1) -> nn.Module:
+    return SSMClassifier(act, vocab_size, length, d_model, n_layers, d_state, num_classes, dropout)
