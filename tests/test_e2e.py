@@ -9,9 +9,10 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-# chat-ssm as shipped measured 1.148 bits per byte on its held-out dialogues (README); a margin for
-# other machines' float summation order, not for a broken model (an untrained one scores about 8).
-CHAT_SSM_MAX_BPB = 1.4
+# chat-ssm as shipped (Schema-Guided Dialogue) measured 1.354 bits per byte on its held-out dialogues
+# (README); a margin for other machines' float summation order, not for a broken model (an untrained one
+# scores about 8).
+CHAT_SSM_MAX_BPB = 1.5
 
 
 def test_digits_recipes_reach_their_accuracy_and_bench_compares_them(cli, tmp_path: Path):
