@@ -202,3 +202,17 @@ def test_tui_settings_and_history(chat_bundle: Path) -> None:
         assert messages(app, "user") == ["first", "second"]
 
     run(app, scenario)
+
+
+def test_a_default_model_cached_from_other_data_is_retrained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             chat_bundle: Path) -> None:
+    from snnctl.lm import default
+
+    monkeypatch.setenv("SNNCTL_HOME", str(tmp_path / "home"))
+    cached = tmp_path / "home" / "cache" / "chat-ssm"
+    shutil.copytree(chat_bundle, cached)
+    manifest = json.loads((cached / "snnctl.json").read_text())
+    manifest["recipe"]["data"]["name"] = "chatterbot"  # as an older snnctl's default was trained
+    (cached / "snnctl.json").write_text(json.dumps(manifest))
+    path = default.ensure_default(TINY_SSM)
+    assert load_lm(path).manifest["recipe"]["data"]["name"] == "sgd"

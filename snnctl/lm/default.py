@@ -8,8 +8,10 @@ temporary name and renamed into place when complete.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from snnctl import ui
 from snnctl.artifact import MANIFEST
@@ -23,14 +25,28 @@ def cached_path() -> Path:
     return load_settings().cache / RECIPE
 
 
+def _outdated(path: Path, recipe: Any) -> bool:
+    """A cache left by an older snnctl whose default trained on other data (chatterbot-corpus before
+    Schema-Guided Dialogue) or was another model: using it would give the old model silently."""
+    try:
+        trained = json.loads((path / MANIFEST).read_text()).get("recipe") or {}
+    except (OSError, ValueError):
+        return True
+    return (trained.get("data", {}).get("name") != recipe.data.name
+            or trained.get("model", {}).get("name") != recipe.model.name)
+
+
 def ensure_default(overrides: list[str] | None = None) -> Path:
     """The cached default bundle, training it first (with a progress bar) if it is not there yet."""
     from snnctl.training.progress import train_with_progress
 
     path = cached_path()
-    if (path / MANIFEST).is_file():
-        return path
     recipe = load_recipe(RECIPE, overrides)
+    if (path / MANIFEST).is_file():
+        if not _outdated(path, recipe):
+            return path
+        ui.err.print(f"The cached chat model in {path} was trained on other data or is another model than "
+                     f"the current {RECIPE} recipe: training the current one.")
     ui.err.print(f"No chat model cached yet: training the default one once (recipe {RECIPE} on "
                  f"{recipe.data.name}, {recipe.lm.steps} steps, about 4 minutes on 2 CPU cores) "
                  f"into {path}")
