@@ -17,7 +17,8 @@ from snnctl.artifact import write_atomic
 from snnctl.errors import UserError
 from snnctl.lm.bundle import LMBundle
 from snnctl.lm.generate import Generator, ReplyStats, Sampling
-from snnctl.lm.tokenizer import END
+from snnctl.lm.template import dialogue_template, user_turn
+from snnctl.lm.template import stop_ids as stop_tokens
 
 MAX_MESSAGE_CHARS = 20_000
 
@@ -26,12 +27,10 @@ class ChatSession:
     def __init__(self, bundle: LMBundle, sampling: Sampling | None = None) -> None:
         self.bundle = bundle
         self.sampling = (sampling or Sampling()).check()
-        self.template: dict[str, Any] | None = bundle.chat.get("template")
-        self.dialogue = bundle.chat.get("mode") == "dialogue" and bool(self.template)
-        stops = self.template["stop"] if self.dialogue and self.template else [END]
-        tok = bundle.tokenizer
-        stop_ids = tuple(i for i in (tok.token_to_id(s) for s in stops) if i is not None)
-        self.generator = Generator(bundle.model, tok, stop_ids)
+        self.template = dialogue_template(bundle.chat)
+        self.dialogue = self.template is not None
+        stop_ids = stop_tokens(bundle.tokenizer, self.template)
+        self.generator = Generator(bundle.model, bundle.tokenizer, stop_ids)
         self.turns: list[dict[str, Any]] = []
         self.last_stats: ReplyStats | None = None
 
@@ -60,7 +59,7 @@ class ChatSession:
         if len(text) > MAX_MESSAGE_CHARS:
             raise UserError(f"the message is {len(text):,} characters; the most is {MAX_MESSAGE_CHARS:,}")
         if self.dialogue and self.template:
-            text = f"{self.template['user']}{text}{self.template['turn_end']}{self.template['assistant']}"
+            text = user_turn(text, self.template)
         return self.bundle.tokenizer.encode(text).ids
 
     def reply(self, text: str) -> Iterator[str]:
