@@ -263,3 +263,35 @@ def test_a_reply_that_ends_before_its_first_token_has_stats(bundle: Path) -> Non
     stats = ReplyStats(prompt_tokens=3)
     finish_stats(model, stats, 0.01, [], 0.0)
     assert stats.tokens == 0 and stats.spikes_per_token == 0 and stats.energy_nj_per_token["compute_nj"] > 0
+
+
+TINY_GPT2 = ["model.config.n_layer=1", "model.config.n_embd=16", "model.config.n_head=2",
+             "model.config.n_positions=256", "lm.seq_len=32", "lm.steps=4", "lm.eval_every=2", "lm.eval_windows=2",
+             "train.batch_size=4", "train.checkpoint_every=2", "train.warmup_steps=1"]
+
+
+def test_a_transformer_bundle_is_served_one_conversation_at_a_time(tmp_path: Path) -> None:
+    """GPT-2's KV cache does not stack: the engine steps it per conversation, sessions keep the cache,
+    and the context limit is its positions."""
+    from fastapi.testclient import TestClient
+
+    from snnctl.serve.app import create_app
+    from snnctl.serve.server import ServeJob, served
+
+    path = train(load_recipe("chat-gpt2", TINY_GPT2), tmp_path / "gpt").out
+    app_state = served(load_lm(path), ServeJob(max_sessions=2))
+    assert not app_state.engine.batched
+    with TestClient(create_app(app_state)) as http:
+        history = [{"role": "user", "content": "Hello"}]
+        first = http.post("/v1/chat/completions", json={"model": "gpt", "messages": history, "session_id": "g",
+                                                        **GREEDY}).json()
+        history += [{"role": "assistant", "content": first["choices"][0]["message"]["content"]},
+                    {"role": "user", "content": "And then?"}]
+        kept = http.post("/v1/chat/completions", json={"model": "gpt", "messages": history, "session_id": "g",
+                                                       **GREEDY}).json()
+        fresh = http.post("/v1/chat/completions", json={"model": "gpt", "messages": history, **GREEDY}).json()
+        assert kept["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
+        assert kept["choices"][0]["message"]["content"] == fresh["choices"][0]["message"]["content"]
+        assert kept["snnctl"]["spikes_per_token"] is None
+        too_long = http.post("/v1/completions", json={"model": "gpt", "prompt": "a" * 300})
+        assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"
