@@ -21,6 +21,8 @@ from snnctl.errors import UserError
 from snnctl.lm.tokenizer import StreamDecoder
 from snnctl.metrics import energy
 
+GREEDY_BELOW = 1e-4
+
 
 @dataclass
 class Sampling:
@@ -46,7 +48,7 @@ class Sampling:
 
 def pick(logits: Tensor, s: Sampling, generator: torch.Generator | None) -> int:
     """One token id from the logits of one position, under the sampling settings."""
-    if s.temperature == 0:
+    if s.temperature < GREEDY_BELOW:  # logits / 1e-40 overflow to inf: such a temperature is greedy anyway
         return int(logits.argmax())
     scores = logits.float() / s.temperature
     if 0 < s.top_k < scores.numel():

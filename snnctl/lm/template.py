@@ -14,14 +14,22 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from snnctl.lm.tokenizer import END
+from snnctl.lm.tokenizer import END, SPECIALS
 
 ROLES = ("system", "user", "assistant")
 
 
+def plain(text: str) -> str:
+    """A message's text without the special markers (`<|user|>`, ...): typed into a message they would
+    be read as a turn boundary, letting a client put words in the other speaker's mouth."""
+    for marker in SPECIALS:
+        text = text.replace(marker, "")
+    return text
+
+
 def user_turn(text: str, template: dict[str, Any]) -> str:
     """One user message, opening the assistant's reply."""
-    return f"{template['user']}{text.strip()}{template['turn_end']}{template['assistant']}"
+    return f"{template['user']}{plain(text).strip()}{template['turn_end']}{template['assistant']}"
 
 
 def render(messages: Sequence[tuple[str, str]], template: dict[str, Any] | None) -> str:
@@ -29,9 +37,10 @@ def render(messages: Sequence[tuple[str, str]], template: dict[str, Any] | None)
     exactly as sent (not stripped): a reply the server produced and the client sent back then reads
     as the very tokens the model generated, so a kept session's state matches the history."""
     if template is None:
-        return "".join(content for _, content in messages)
+        return "".join(plain(content) for _, content in messages)
     parts: list[str] = []
-    for i, (role, content) in enumerate(messages):
+    for i, (role, text) in enumerate(messages):
+        content = plain(text)
         if role == "system":
             parts.append(content.strip() + "\n")
         elif role == "user":

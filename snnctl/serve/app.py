@@ -81,17 +81,17 @@ def create_app(served: Served) -> FastAPI:
         return _card(served)
 
     @app.post("/v1/chat/completions", dependencies=guard, response_model=None)
-    async def chat(body: P.ChatRequest) -> JSONResponse | StreamingResponse:
+    async def chat(body: P.ChatRequest, request: Request) -> JSONResponse | StreamingResponse:
         _check_model(served, body.model)
-        if served.template is not None and body.messages[-1].role != "user":
+        if served.template is not None and body.messages[-1].speaker() != "user":
             raise P.APIError(400, "the last message must be the user's (the model replies to it)", param="messages")
-        text = render([(m.role, m.text()) for m in body.messages], served.template)
-        return await _complete(served, body, text, chat=True)
+        text = render([(m.speaker(), m.text()) for m in body.messages], served.template)
+        return await _complete(served, request, body, text, chat=True)
 
     @app.post("/v1/completions", dependencies=guard, response_model=None)
-    async def completions(body: P.CompletionRequest) -> JSONResponse | StreamingResponse:
+    async def completions(body: P.CompletionRequest, request: Request) -> JSONResponse | StreamingResponse:
         _check_model(served, body.model)
-        return await _complete(served, body, body.text(), chat=False)
+        return await _complete(served, request, body, body.text(), chat=False)
 
     @app.get("/v1/snnctl/status", dependencies=guard)
     async def status() -> dict[str, Any]:
@@ -127,9 +127,10 @@ def _key_check(api_key: str | None) -> Callable[[Request], Awaitable[None]]:
     return check
 
 
-async def _complete(served: Served, body: P.Sampled, text: str, chat: bool) -> JSONResponse | StreamingResponse:
+async def _complete(served: Served, request: Request, body: P.Sampled, text: str,
+                    chat: bool) -> JSONResponse | StreamingResponse:
     """Check the request against the model's limits, queue it, and answer whole or streamed."""
-    ids = served.bundle.tokenizer.encode(text).ids
+    ids = (await asyncio.to_thread(served.bundle.tokenizer.encode, text)).ids  # up to 1 MiB: not on the loop
     context = int(getattr(served.bundle.model, "max_context", 1 << 30))
     if not ids:
         raise P.APIError(400, "the prompt is empty", param="messages" if chat else "prompt")
@@ -149,7 +150,7 @@ async def _complete(served: Served, body: P.Sampled, text: str, chat: bool) -> J
         usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(reply.sse(usage), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    return JSONResponse(await reply.whole())
+    return JSONResponse(await reply.whole(request))
 
 
 class Reply:
@@ -165,11 +166,19 @@ class Reply:
         return {"usage": P.usage(self.prompt_tokens, result["stats"].tokens, result["reused"]),
                 "snnctl": P.extension(result, self.prompt_tokens, self.job.session_id)}
 
-    async def whole(self) -> dict[str, Any]:
+    async def whole(self, request: Request) -> dict[str, Any]:
+        """The reply once done; a client that leaves first (a timeout) has its generation stopped, as
+        Starlette does not cancel a handler whose client is gone."""
         pieces: list[str] = []
         try:
             while True:
-                kind, data = await self.events.get()
+                try:
+                    kind, data = await asyncio.wait_for(self.events.get(), timeout=0.5)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        self.job.cancelled.set()
+                        raise P.APIError(499, "client closed the request", code="client_closed") from None
+                    continue
                 if kind == "text":
                     pieces.append(data)
                 elif kind == "error":
@@ -252,7 +261,9 @@ def _errors(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """Refuse request bodies over `limit` bytes with 413, by header or while the body streams in."""
+    """Refuse request bodies over `limit` bytes with 413: by the declared length, or while a chunked
+    body streams in (then the body is buffered here, at most `limit` bytes, and replayed to the app:
+    an error raised while FastAPI reads the body would reach the client as a 400)."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -261,19 +272,24 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(send)
-        seen = 0
-
-        async def counted() -> dict[str, Any]:
-            nonlocal seen
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.limit:
+                return await self._refuse(send)
+            return await self.app(scope, receive, send)
+        messages, seen = [], 0
+        while True:
             message = await receive()
+            messages.append(message)
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise P.APIError(413, f"request body over {self.limit} bytes", code="body_too_large")
-            return message
+                return await self._refuse(send)
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
 
-        await self.app(scope, counted, send)
+        async def replay() -> dict[str, Any]:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send: Any) -> None:
         body = json.dumps(P.APIError(413, f"request body over {self.limit} bytes", code="body_too_large").body())

@@ -63,6 +63,7 @@ class Row:
 
     def __init__(self, req: Request, state: Any, reused: int, model: nn.Module, tok: Tokenizer, voice: Voice) -> None:
         self.req, self.state, self.reused, self.model, self.voice = req, state, reused, model, voice
+        self.max_context = int(getattr(model, "max_context", 1 << 30))
         self.pending: deque[int] = deque(req.ids[reused:])
         self.fed: list[int] = list(req.ids[:reused])
         self.phase = "prompt"  # then "reply", then "closing" (feeding the turn end), then done
@@ -95,8 +96,7 @@ class Row:
         self.fed += ids
         return ids
 
-    def after_step(self, logits: torch.Tensor, spikes: list[float], neuron_steps: float,
-                   max_context: int) -> None:
+    def after_step(self, logits: torch.Tensor, spikes: list[float], neuron_steps: float) -> None:
         if self.kind == "closing":
             self.done = not self.pending
             return
@@ -111,7 +111,7 @@ class Row:
         else:
             self.first_token_s = time.perf_counter() - self.req.submitted
             self.started = time.perf_counter()
-        if len(self.fed) >= max_context:
+        if len(self.fed) >= self.max_context:
             return self.finish("context_full")
         self.sample(logits)
 
@@ -150,7 +150,9 @@ class Row:
                      self.neuron_steps)
         self.req.emit("done", {"text": self.text, "finish_reason": FINISH[reason], "stats": self.stats,
                                "reused": self.reused, "first_token_s": self.first_token_s})
-        if self.keep and end and not fed_text.endswith(end) and self.voice.turn_end_ids:
+        closing = self.voice.turn_end_ids
+        fits = len(self.fed) + len(closing) < self.max_context  # a transformer has no positions left past it
+        if self.req.session_id and self.keep and end and not fed_text.endswith(end) and closing and fits:
             self.phase = "closing"
             self.pending.extend(self.voice.turn_end_ids)
         else:
@@ -177,7 +179,6 @@ class Engine:
         self.model, self.tok, self.voice, self.store = model.eval(), tok, voice, store
         self.max_batch = max_batch
         self.batched = not getattr(model, "state_grows", False) and hasattr(model, "row_activity")
-        self.max_context = int(getattr(model, "max_context", 1 << 30))
         self.inbox: queue.Queue[Request] = queue.Queue()
         self.waiting: list[Request] = []
         self.rows: list[Row] = []
@@ -233,7 +234,12 @@ class Engine:
             if len(self.rows) >= self.max_batch or (req.session_id and req.session_id in busy):
                 still.append(req)
                 continue
-            self._join(req)
+            try:
+                self._join(req)
+            except Exception as err:  # this request only: the others go on
+                log.exception("request could not start")
+                req.emit("error", f"generation failed: {type(err).__name__}")
+                continue
             if req.session_id:
                 busy.add(req.session_id)
         self.waiting = still
@@ -255,18 +261,30 @@ class Engine:
         per_row = sum(s["neuron_steps"] for s in self.model.activity()) / len(self.rows)
         for i, row in enumerate(self.rows):
             row_spikes = spikes[:, i].tolist() if spikes is not None else []
-            row.after_step(logits[i], row_spikes, per_row, self.max_context)
+            self._guarded(row, lambda r=row, i=i, sp=row_spikes: r.after_step(logits[i], sp, per_row))
 
     def _step_each(self) -> None:
         """Models whose state does not stack: each row in turn, a prompt read in one call."""
         for row in self.rows:
-            ids = row.take_input(True)
-            call = self.model.prefill if len(ids) > 1 else self.model.step
-            x = torch.tensor([ids]) if len(ids) > 1 else torch.tensor(ids)
-            logits, row.state = call(x, row.state)
-            sites = self.model.activity()
-            row.after_step(logits[0], [s["spikes"] for s in sites], sum(s["neuron_steps"] for s in sites),
-                           self.max_context)
+            self._guarded(row, lambda r=row: self._advance_alone(r))
+
+    def _advance_alone(self, row: Row) -> None:
+        ids = row.take_input(True)
+        call = self.model.prefill if len(ids) > 1 else self.model.step
+        logits, row.state = call(torch.tensor([ids]) if len(ids) > 1 else torch.tensor(ids), row.state)
+        sites = self.model.activity()
+        row.after_step(logits[0], [s["spikes"] for s in sites], sum(s["neuron_steps"] for s in sites))
+
+    @staticmethod
+    def _guarded(row: Row, work: Callable[[], None]) -> None:
+        """One row's sampling or bookkeeping failing ends that reply only, not the batch's."""
+        try:
+            work()
+        except Exception as err:
+            log.exception("a reply failed")
+            if not row.done:
+                row.req.emit("error", f"generation failed: {type(err).__name__}")
+            row.done, row.keep = True, False
 
     def _retire(self) -> None:
         """Rows that are done (or whose client left) leave the batch; their state becomes the session."""

@@ -37,8 +37,12 @@ class TextPart(BaseModel):
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart]
+
+    def speaker(self) -> str:
+        """OpenAI's newer `developer` role is what `system` was: instructions, not a turn."""
+        return "system" if self.role == "developer" else self.role
 
     def text(self) -> str:
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
@@ -61,7 +65,7 @@ class Sampled(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
     n: int = Field(1, ge=1, le=1)
     session_id: str | None = Field(None, pattern=SESSION_ID)
 
