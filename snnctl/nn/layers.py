@@ -70,3 +70,20 @@ class Synapse(nn.Module):
             current = self.decay * current + xt
             out.append(current)
         return torch.stack(out).reshape(x.shape)
+
+
+class TokenSpikes(nn.Module):
+    """A spiking neuron run along the tokens of a sequence: `[B, L, D]` in, spikes `[B, L, D]` out.
+
+    In a text model the tokens are the time steps (one token per step, as on a chip fed a stream),
+    so the membrane carries what came before. `keep` (`[B, L]`, False at padding) zeroes the spikes
+    of padding positions; right padding comes after every real token, so it never reaches them.
+    """
+
+    def __init__(self, neuron: SpikingNeuron) -> None:
+        super().__init__()
+        self.neuron = neuron
+
+    def forward(self, y: Tensor, keep: Tensor) -> Tensor:
+        spikes = self.neuron(y.transpose(0, 1).contiguous()).transpose(0, 1)
+        return spikes * keep.unsqueeze(-1).to(spikes.dtype)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from snnctl.artifact import make_manifest, save_bundle
 from snnctl.config import AugmentSection, ClassifierRecipe
 from snnctl.data import Dataset, load_dataset
+from snnctl.data.text import FILENAME as TOKENIZER_FILE
 from snnctl.errors import UserError
 from snnctl.metrics.accuracy import accuracy
 from snnctl.metrics.bench import check_compatible
@@ -227,7 +228,9 @@ class ClassifyTask:
         }
         net.cpu()
         net.generator = None
-        save_bundle(out, net, self.manifest(metrics))
+        tokenizer = self.ds.info.get("tokenizer_json")
+        files = {TOKENIZER_FILE: tokenizer.encode()} if tokenizer else None
+        save_bundle(out, net, self.manifest(metrics), extra=files)
         return metrics
 
     def manifest(self, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -247,4 +250,5 @@ class ClassifyTask:
             logic_gated=recipe.model.logic_gated,
             activation=recipe.model.activation_spec() if not spiking else None,
             distilled=record(self.distiller),
+            tokenizer=TOKENIZER_FILE if self.ds.info.get("tokenizer_json") else None,
         )

@@ -1,0 +1,77 @@
+"""What the token-sequence classifiers share: masked mean pooling, a linear head, the spiking (or
+ANN) site each block puts its activation through, and a tally of the operations no `nn.Linear` does
+(a state-space recurrence, attention products), which `snnctl.metrics.activity` reads.
+
+Input is token ids `[B, L]`, 0 for padding (right padded). Ids beyond the model's `length` are a
+misfit the model refuses (the dataset cuts sentences to that length when it encodes them).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+from torch import Tensor, nn
+
+from snnctl.nn.layers import ActivationFactory, SpikingActivation, TokenSpikes
+
+
+class TokenActivation(nn.Module):
+    """The ANN twin's site: the zoo activation (ReLU, QCFS), zero at padding as the spikes are."""
+
+    def __init__(self, act: nn.Module) -> None:
+        super().__init__()
+        self.act = act
+
+    def forward(self, y: Tensor, keep: Tensor) -> Tensor:
+        return self.act(y) * keep.unsqueeze(-1).to(y.dtype)
+
+
+def token_site(act: ActivationFactory) -> nn.Module:
+    """A site for one block: the SNN twin's neuron run along the tokens, or the ANN twin's activation."""
+    made = act()
+    if isinstance(made, SpikingActivation):
+        return TokenSpikes(made.neuron)
+    return TokenActivation(made)
+
+
+def spiking(act: ActivationFactory) -> bool:
+    return isinstance(act(), SpikingActivation)
+
+
+class TokenClassifier(nn.Module):
+    """Token ids -> `encode` -> mean over real tokens -> dropout -> linear head -> logits.
+
+    `pads_tokens` tells the activity meter that rows of id 0 are padding, not work; `extra_ops`
+    holds what `count` tallied during the last forward pass.
+    """
+
+    pads_tokens = True
+
+    def __init__(self, length: int, d_model: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.length = length
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(d_model, num_classes)
+        self.extra_ops: dict[str, float] = {}
+
+    @abstractmethod
+    def encode(self, ids: Tensor, keep: Tensor) -> Tensor:
+        """ids `[B, L]`, keep `[B, L]` -> hidden states `[B, L, d_model]`."""
+
+    def count(self, **ops: float) -> None:
+        """Add operations of this forward pass the meter cannot see (keys: macs, sops, neuron_steps, spikes,
+        spike_fed_macs)."""
+        for key, value in ops.items():
+            self.extra_ops[key] = self.extra_ops.get(key, 0.0) + float(value)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        if ids.ndim != 2 or ids.is_floating_point():
+            raise ValueError(f"expected token ids [B, L]; got {ids.dtype} of shape {tuple(ids.shape)}")
+        if ids.shape[1] > self.length:
+            raise ValueError(f"{ids.shape[1]} tokens is longer than the model's context of {self.length}")
+        self.extra_ops = {}
+        keep = ids != 0
+        hidden = self.encode(ids, keep)
+        mask = keep.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.head(self.drop(pooled))
