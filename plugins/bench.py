@@ -35,12 +35,15 @@ ROWS: list[tuple[str, Any]] = [
     ("latency batched p95 (ms)", lambda r: r["latency_batch_ms"]["p95"]),
     ("throughput (samples/s)", lambda r: r["throughput_per_s"]),
     ("spikes / inference", lambda r: r["spikes_per_inference"]),
+    ("spikes / token", lambda r: r.get("spikes_per_token")),
     ("firing rate (all layers)", lambda r: r["firing_rate"]),
     ("MACs / inference", lambda r: r["macs"]),
     ("synaptic ops (AC) / inference", lambda r: r["sops"]),
     ("energy, compute (nJ, est.)", lambda r: r["energy_nj"]["compute_nj"]),
     ("energy, + memory (nJ, est.)", lambda r: r["energy_nj"]["with_memory_nj"]),
     ("multiplications / inference", lambda r: r["synaptic_multiplications"]),
+    ("spike rate where spikes drive synapses", lambda r: r["vs_int8_ann"] and r["vs_int8_ann"]["spike_rate"]),
+    ("break-even rate vs 8-bit ANN (est.)", lambda r: r["vs_int8_ann"] and r["vs_int8_ann"]["break_even_rate"]),
     ("parameters", lambda r: r["params"]),
     ("size on disk (bytes)", lambda r: r["size_bytes"]),
     ("same weights as float32 (bytes)", lambda r: r["size_float32_bytes"]),
@@ -119,7 +122,9 @@ def print_report(console: Any, report: dict[str, Any], dataset: str, device: str
         table.add_column(Path(r["bundle"]).name, justify="right")
     if baseline:
         table.add_column("ratio", justify="right")
-    for label, get in ROWS:
+    subsets = [(f"accuracy, {name} subset (n={v['size']})", lambda r, n=name: r["subsets"].get(n, {}).get("accuracy"))
+               for name, v in results[0].get("subsets", {}).items()]
+    for label, get in ROWS[:3] + subsets + ROWS[3:]:
         values = [get(r) for r in results]
         row = [label, *(_fmt(v) for v in values)]
         if baseline:
@@ -143,3 +148,11 @@ def print_report(console: Any, report: dict[str, Any], dataset: str, device: str
         f"e_mem={c.e_mem_pj} pJ per 32-bit access ({c.source}). {energy.FORMULA}. "
         f"Latency on {device}, {results[0]['threads']} threads."
     )
+    if results[0].get("vs_int8_ann"):
+        i8 = energy.INT8
+        console.print(
+            f"Break-even against an 8-bit ANN of the same shape (ESTIMATE): the spike rate below which the SNN "
+            f"costs less, counting data movement ({i8.mac8_pj} pJ per 8-bit MAC with its weight, {i8.sop_pj} pJ per "
+            f"spike-driven accumulate, {i8.state_pj} pJ per membrane update, {i8.activation8_pj} pJ per 8-bit "
+            f"activation; {i8.source}). A rate of 1 or more: it costs less at any rate."
+        )

@@ -440,7 +440,13 @@ def _resolve_extends(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     parent_path = path.parent / parent if parent.endswith(".toml") else find_recipe(parent)
     if not parent_path.is_file():
         raise UserError(f"extends: recipe '{parent}' not found", where=str(path))
-    merged = _deep_merge(_resolve_extends(parent_path, (*seen, path.resolve())), raw)
+    base = _resolve_extends(parent_path, (*seen, path.resolve()))
+    merged = _deep_merge(base, raw)
+    own_model, base_model = raw.get("model"), base.get("model")
+    if isinstance(own_model, dict) and isinstance(base_model, dict) and own_model.get("name", base_model.get(
+            "name")) != base_model.get("name"):
+        # another zoo model: the parent's builder arguments are not this one's
+        merged["model"]["config"] = own_model.get("config", {})
     merged["extends"] = parent
     return merged
 

@@ -22,7 +22,7 @@ class EncoderBlock(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
         self.ssm = S4D(d_model, d_state)
-        self.site = token_site(act)
+        self.site = token_site(act, d_model)
         self.mix = nn.Linear(d_model, 2 * d_model)
         self.drop = nn.Dropout(dropout)
 

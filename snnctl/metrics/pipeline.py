@@ -68,7 +68,8 @@ def run_bench(plan: BenchPlan, on_start: Callable[[str], None] | None = None) ->
         results.append(bench_bundle(b, ds, device=job.device, latency_samples=job.latency_samples,
                                     batch_size=job.batch_size))
     report: dict[str, Any] = {"model": results[0], "baseline": results[1] if job.baseline else None,
-                              "energy_constants": energy.describe()}
+                              "energy_constants": energy.describe(),
+                              "int8_constants": energy.describe_int8()}
     if plan.noise is not None:
         report["noise"] = noise_report(plan, job.out or job.bundle, on_start)
     return report

@@ -4,11 +4,12 @@ Spikformer's softmax-free self-attention (Zhou et al. 2023), adapted to tokens: 
 values are spikes, and attention is `Q (K^T V)` with no softmax, so every product is an
 accumulate of spike counts and the cost is linear in the number of tokens. The neurons run along the
 tokens (one token per time step, `TokenSpikes`), so T = 1 in the recipe. `K^T V` sums over the real
-tokens and is divided by their number (a per-sentence constant a chip folds into the threshold); a
-learned per-channel gain scales the result into the neuron's range. A block:
+tokens and is divided by their number (a per-sentence constant a chip folds into the threshold).
+Every site normalises over the real tokens first (`TokenBatchNorm`, folded into the layer before it at
+inference). A block:
 
     s = site(LN x);  q, k, v = site(W_q s), site(W_k s), site(W_v s)
-    x = x + W_o site(gain * Q (K^T V) / n)
+    x = x + W_o site(Q (K^T V) / n)
     x = x + W_2 site(W_1 site(LN x))
 
 In the ANN twin each site is the zoo activation (ReLU): linear attention over ReLU features.
@@ -35,11 +36,10 @@ class SpikingSelfAttention(nn.Module):
         self.heads = heads
         self.spiking = spiking(act)
         self.norm = nn.LayerNorm(d_model)
-        self.site_in = token_site(act)
+        self.site_in = token_site(act, d_model)
         self.q, self.k, self.v = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
-        self.site_q, self.site_k, self.site_v = token_site(act), token_site(act), token_site(act)
-        self.gain = nn.Parameter(torch.full((d_model,), 4.0))
-        self.site_a = token_site(act)
+        self.site_q, self.site_k, self.site_v = (token_site(act, d_model) for _ in range(3))
+        self.site_a = token_site(act, d_model)
         self.out = nn.Linear(d_model, d_model)
         self.drop = nn.Dropout(dropout)
 
@@ -53,13 +53,13 @@ class SpikingSelfAttention(nn.Module):
         qh, kh, vh = self.split(q), self.split(k), self.split(v)
         kv = kh.transpose(-2, -1) @ vh  # [B, h, dh, dh]: counts of tokens where key i and value j fired
         n = keep.sum(1).clamp(min=1).to(x.dtype).view(-1, 1, 1, 1)
-        mixed = (qh @ kv / n).transpose(1, 2).reshape(x.shape) * self.gain
+        mixed = (qh @ kv / n).transpose(1, 2).reshape(x.shape)
         self.tally_products(qh, kh, vh, keep, tally)
         return x + self.drop(self.out(self.site_a(mixed, keep)))
 
     def tally_products(self, qh: Tensor, kh: Tensor, vh: Tensor, keep: Tensor, tally: Tally) -> None:
         """The two attention products. With spikes, `K^T V` is one accumulate per (token, key spike,
-        value spike) and `Q (K^T V)` adds a row of dh counts per query spike; the gain and 1/n are one
+        value spike) and `Q (K^T V)` adds a row of dh counts per query spike; the 1/n is one
         multiply per output. The ANN twin does them as dense MACs over the real tokens."""
         dh, tokens = qh.shape[-1], float(keep.sum())
         if self.spiking:
@@ -74,7 +74,7 @@ class FeedForward(nn.Module):
     def __init__(self, act: ActivationFactory, d_model: int, ff: int, dropout: float) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
-        self.site_in, self.site_hidden = token_site(act), token_site(act)
+        self.site_in, self.site_hidden = token_site(act, d_model), token_site(act, ff)
         self.up, self.down = nn.Linear(d_model, ff), nn.Linear(ff, d_model)
         self.drop = nn.Dropout(dropout)
 

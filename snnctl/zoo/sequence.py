@@ -26,12 +26,34 @@ class TokenActivation(nn.Module):
         return self.act(y) * keep.unsqueeze(-1).to(y.dtype)
 
 
-def token_site(act: ActivationFactory) -> nn.Module:
-    """A site for one block: the SNN twin's neuron run along the tokens, or the ANN twin's activation."""
-    made = act()
-    if isinstance(made, SpikingActivation):
-        return TokenSpikes(made.neuron)
-    return TokenActivation(made)
+class TokenBatchNorm(nn.BatchNorm1d):
+    """Batch normalisation over the real tokens of the batch (padding neither counts in the statistics
+    nor gets an output). At inference it is a per-channel affine map, folded into the layer before it,
+    so a spiking site stays spike-driven; it is what brings that layer's output to the neurons'
+    threshold (Spikformer puts a BatchNorm after each linear layer for the same reason)."""
+
+    def forward(self, y: Tensor, keep: Tensor) -> Tensor:  # type: ignore[override]
+        out = y.new_zeros(y.shape)
+        out[keep] = super().forward(y[keep])
+        return out
+
+
+class TokenSite(nn.Module):
+    """Normalise over real tokens, then the activation: the SNN twin's neuron run along the tokens,
+    or the ANN twin's activation (one definition for both)."""
+
+    def __init__(self, act: ActivationFactory, width: int) -> None:
+        super().__init__()
+        self.norm = TokenBatchNorm(width)
+        made = act()
+        self.act = TokenSpikes(made.neuron) if isinstance(made, SpikingActivation) else TokenActivation(made)
+
+    def forward(self, y: Tensor, keep: Tensor) -> Tensor:
+        return self.act(self.norm(y, keep), keep)
+
+
+def token_site(act: ActivationFactory, width: int) -> nn.Module:
+    return TokenSite(act, width)
 
 
 def spiking(act: ActivationFactory) -> bool:
