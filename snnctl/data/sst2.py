@@ -19,6 +19,7 @@ import torch
 
 from snnctl.data import Dataset, find_shared
 from snnctl.data import text as T
+from snnctl.errors import UserError
 
 WORD = re.compile(T.WORD)
 LONG_WORDS = 10
@@ -31,7 +32,14 @@ def find_folder(path: str | None) -> Path:
 def read_tsv(path: Path) -> tuple[list[str], list[int]]:
     with path.open(encoding="utf-8") as fh:
         rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
-    body = rows[1:] if rows and rows[0][:2] == ["sentence", "label"] else rows
+    header = int(bool(rows) and rows[0][:2] == ["sentence", "label"])
+    body = rows[header:]
+    for i, r in enumerate(body):
+        if len(r) < 2 or not r[1].strip().isdigit():
+            raise UserError(f"row {i + 1}: expected a sentence, a tab and an integer label", where=str(path))
+        if not r[0].strip():
+            raise UserError(f"the sentence in row {i + 1} is empty", where=str(path),
+                            hint="remove empty sentences from the file, or fill them in")
     return [r[0] for r in body], [int(r[1]) for r in body]
 
 

@@ -64,6 +64,8 @@ def normalise(splits: dict[str, Any], opts: Options, where: dict[str, str],
     text_col = _column(columns, opts.text_column, TEXT_NAMES + IMAGE_NAMES, "--text-column", where, first=fmt == "text")
     label_col = _column(columns, opts.label_column, LABEL_NAMES, "--label-column", where, required=fmt != "text")
     classes = _classes(splits, label_col, where) if label_col else []
+    if label_col and text_col:
+        _no_empty_texts(splits, text_col, where)
     out = {}
     for split, ds in splits.items():
         keep = [c for c in (text_col, label_col) if c]
@@ -74,6 +76,23 @@ def normalise(splits: dict[str, Any], opts: Options, where: dict[str, str],
             ds = ds.cast_column("label", datasets.ClassLabel(names=classes))
         out[split] = ds
     return out, classes
+
+
+def _no_empty_texts(splits: dict[str, Any], text_col: str, where: dict[str, str]) -> None:
+    """A labelled text that is empty (or only spaces) gives a model nothing to classify: refuse it,
+    naming the row (1-based, after any header), rather than train on padding alone."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for split, ds in splits.items():
+        column = ds.data.column(text_col)
+        if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+            continue
+        empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(column, ""))), 0)
+        if pc.any(empty).as_py():
+            row = pc.index(empty, True).as_py() + 1
+            raise UserError(f"the text in row {row} is empty", where=where.get(split, ""),
+                            hint="remove empty sentences from the source, or fill them in")
 
 
 def _column(columns: list[str], chosen: str | None, defaults: tuple[str, ...], flag: str, where: dict[str, str],

@@ -12,7 +12,7 @@ from typing import Any
 from snnctl.artifact import Bundle, load_bundle, write_atomic
 from snnctl.data import Dataset
 from snnctl.metrics import energy
-from snnctl.metrics.bench import bench_bundle, dataset_for
+from snnctl.metrics.bench import bench_bundle, check_compatible, dataset_for
 from snnctl.paths import check_out
 from snnctl.robust.noise import NoiseModel, noise_model, parse_levels
 
@@ -49,6 +49,8 @@ def plan_bench(job: BenchJob) -> BenchPlan:
     """Load every bundle and dataset and parse the noise plan: all input checked before any work."""
     bundles = [load_bundle(job.bundle)] + ([load_bundle(job.baseline)] if job.baseline else [])
     datasets = [dataset_for(b, job.dataset) for b in bundles]
+    for b, ds in zip(bundles, datasets, strict=True):
+        check_compatible(b.model, ds, str(b.path))
     noise = None
     if job.noise:
         check_out(job.out or job.bundle)
