@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from snnctl.artifact import make_manifest
+from snnctl.artifact import make_manifest, read_info
 from snnctl.conversion.graph import neurons
 from snnctl.data import Dataset
 from snnctl.errors import UserError
@@ -33,6 +34,15 @@ def spike_kind(model: Network) -> str:
     return "binary" if levels == {None} else f"graded (up to {max(x or 1 for x in levels)} spikes per step)"
 
 
+def parent_tokenizer(parent: str | None) -> dict[str, bytes]:
+    """The tokenizer file the parent bundle keeps (a text model's), to be copied beside the SNN so
+    that bench and chat read it with the tokens it was trained on; empty when it keeps none."""
+    if parent is None:
+        return {}
+    name = read_info(Path(parent)).tokenizer
+    return {name: (Path(parent) / name).read_bytes()} if name else {}
+
+
 def manifest_for(
     model: Network, source: dict[str, Any], info: dict[str, Any], metrics: dict[str, Any], parent: str | None
 ) -> dict[str, Any]:
@@ -44,7 +54,8 @@ def manifest_for(
     neuron = {"type": kind, "reset": "subtract", "threshold": "per channel (theta buffers)",
               "v_init": "per channel (v0 buffers, default 0.5)", **({"levels": graded.pop()} if graded else {})}
     manifest = make_manifest(zoo_name=name, zoo_config=config, kind="converted", neuron=neuron, T=model.T,
-                             encoding="direct", parent=parent, metrics=metrics)
+                             encoding="direct", parent=parent, metrics=metrics,
+                             tokenizer=next(iter(parent_tokenizer(parent)), None))
     manifest["conversion"] = {"source": source, "readout_delay": model.readout_delay, "spikes": spike_kind(model),
                               **info}
     return manifest

@@ -200,7 +200,8 @@ def convert_model(job: ConvertJob, on_report: Callable[[ConvertResult], None] | 
             "hybrid": bool(report.unsupported), "weights": source.weights, "report": report.as_dict(),
             "data": {"name": ds.name, **(source.data or {})} if ds is not None else None, "calibration": [],
             "warnings": result.warnings}
-    save_bundle(out, net, B.manifest_for(net, source.record, info, metrics, source.parent))
+    save_bundle(out, net, B.manifest_for(net, source.record, info, metrics, source.parent),
+                extra=B.parent_tokenizer(source.parent))
     if job.target is not None:
         result.compiled = job.target.compile(out, None if ds is not None else shape, ds.name if ds else None)
     return result
@@ -326,5 +327,6 @@ def calibrate_bundle(plan: CalibrationPlan, on_stage: StageHook | None = None,
     info["calibration"] = [*info.get("calibration", []), {"dataset": plan.dataset, "samples": len(data.x_cal),
                                                           "stages": records}]
     net.cpu()
-    save_bundle(plan.out, net, B.manifest_for(net, info.pop("source"), info, metrics, str(job.bundle)))
+    save_bundle(plan.out, net, B.manifest_for(net, info.pop("source"), info, metrics, str(job.bundle)),
+                extra=B.parent_tokenizer(str(job.bundle)))
     return CalibrateResult(plan.out, plan.dataset, net.T, net.readout_delay, records, metrics)

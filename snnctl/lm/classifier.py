@@ -30,11 +30,12 @@ class EncoderBlock(nn.Module):
         s = self.site(self.ssm(self.norm(x)), keep)
         return x + self.drop(F.glu(self.mix(self.drop(s)), dim=-1))
 
-    def recurrence_macs(self, tokens: float) -> float:
-        """Float MACs of the S4D as a recurrence (how it runs token by token at inference): a complex
-        state update and readout per mode (8 real MACs) and the skip term D, per channel."""
+    def float_macs(self, tokens: float) -> float:
+        """Float MACs outside the linear layers, per channel and token: the S4D as a recurrence (how
+        it runs token by token at inference: a complex state update and readout per mode, 8 real MACs)
+        and its skip term D, the LayerNorm's scale and shift (2), and the GLU gate's multiply (1)."""
         H, modes = self.ssm.log_A_real.shape
-        return tokens * (8 * H * modes + H)
+        return tokens * (8 * H * modes + H + 2 * H + H)
 
 
 class SSMClassifier(TokenClassifier):
@@ -50,7 +51,8 @@ class SSMClassifier(TokenClassifier):
         tokens = float(keep.sum())
         for block in self.blocks:
             x = block(x, keep)
-            self.count(macs=block.recurrence_macs(tokens))
+            self.count(macs=block.float_macs(tokens))
+        self.count(macs=2 * tokens * x.shape[-1])  # the final LayerNorm's scale and shift
         return self.norm(x)
 
 

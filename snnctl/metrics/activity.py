@@ -123,11 +123,12 @@ class ActivityMeter:
 
     def _synapse_hook(self, name: str):
         def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+            scaled = self._scaled.get(id(inputs[0]))  # looked up before masking makes a new tensor
             x, output = self._real(inputs[0]), self._real(output)
             macs = dense_macs(module, x, output)
             count = self.activity.layer(name)
-            if id(x) in self._scaled:
-                count.sops += macs * self._scaled[id(x)][1] / x.numel()
+            if scaled is not None:
+                count.sops += macs * scaled[1] / x.numel()
                 count.spike_fed_macs += macs
             elif is_spike_tensor(x):
                 count.sops += macs * float(x.sum()) / x.numel()

@@ -33,9 +33,10 @@ def dataset_for(bundle: Bundle, name: str) -> Dataset:
 
 def expected_input(model: torch.nn.Module) -> str:
     """What the model's first layer takes, in words: the other half of a misfit message."""
+    embeddings = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    if embeddings:  # a token model may register its head before its embedding
+        return f"token ids below {embeddings[0].num_embeddings}"
     for m in model.modules():
-        if isinstance(m, torch.nn.Embedding):
-            return f"token ids below {m.num_embeddings}"
         if isinstance(m, torch.nn.Conv1d | torch.nn.Conv2d | torch.nn.Conv3d):
             spatial = ", ".join(["..."] * (m.weight.ndim - 2))
             return f"float inputs of shape ({m.in_channels}, {spatial})"

@@ -64,14 +64,18 @@ def break_even_rate(spike_fed_macs: float, sops: float, other_macs: float, neuro
     and reads each activation; the SNN does `other_macs` at the same 8-bit cost, one accumulate per
     spike and synapse, and reads and writes a membrane per neuron update. With rate r = sops /
     spike_fed_macs, E_snn(r) = E_ann8 at r* below. `r* >= 1` means the SNN costs less at any rate.
-    Arguments are per inference, summed over the SNN's T steps (the activity meter's totals).
+    Arguments are per inference, summed over the SNN's T steps (the activity meter's totals). When
+    its dense parts and membranes alone already cost more than the ANN, no rate breaks even: None.
+    Spike-driven products of two spike tensors (attention's `K^T V`) count as one layer here, so
+    their cost goes with the rate, not its square: a pessimistic bound for the SNN.
     """
     if spike_fed_macs <= 0:
         return {"break_even_rate": None, "spike_rate": None, "ann8_nj": None, "snn_int8_nj": None}
     ann8 = (spike_fed_macs + other_macs) / T * c.mac8_pj + neuron_updates / T * c.activation8_pj
     fixed = other_macs * c.mac8_pj + neuron_updates * c.state_pj
     snn = fixed + sops * c.sop_pj
-    return {"break_even_rate": (ann8 - fixed) / (spike_fed_macs * c.sop_pj), "spike_rate": sops / spike_fed_macs,
+    rate = (ann8 - fixed) / (spike_fed_macs * c.sop_pj)
+    return {"break_even_rate": rate if rate > 0 else None, "spike_rate": sops / spike_fed_macs,
             "ann8_nj": ann8 / 1e3, "snn_int8_nj": snn / 1e3}
 
 

@@ -67,7 +67,7 @@ class SpikingSelfAttention(nn.Module):
             tally(sops=kv_sops + float(qh.sum().detach()) * dh, macs=tokens * qh.shape[1] * dh,
                   spike_fed_macs=2 * tokens * qh.shape[1] * dh * dh)
         else:
-            tally(macs=2 * tokens * qh.shape[1] * dh * dh)
+            tally(macs=2 * tokens * qh.shape[1] * dh * dh + tokens * qh.shape[1] * dh)
 
 
 class FeedForward(nn.Module):

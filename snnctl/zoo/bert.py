@@ -22,10 +22,14 @@ from snnctl.zoo.sequence import TokenClassifier, spiking
 
 def bert_encoder(vocab_size: int, length: int, d_model: int, n_layers: int, heads: int, ff: int,
                  dropout: float, pretrained: str | None) -> Any:
-    from transformers import BertConfig, BertModel
+    from transformers import AutoConfig, BertConfig, BertModel
 
     if pretrained:
         try:
+            kind = AutoConfig.from_pretrained(pretrained, trust_remote_code=False).model_type
+            if kind != "bert":
+                raise UserError(f"'{pretrained}' is a {kind} checkpoint, not BERT",
+                                where="[model.config] pretrained", hint="give a BERT checkpoint")
             model = BertModel.from_pretrained(pretrained, add_pooling_layer=False, trust_remote_code=False)
         except (OSError, ValueError) as err:
             raise UserError(f"cannot load BERT checkpoint '{pretrained}': {str(err).splitlines()[0]}",
@@ -36,6 +40,9 @@ def bert_encoder(vocab_size: int, length: int, d_model: int, n_layers: int, head
                             f"tokenizer has {vocab_size}", where="[model.config] pretrained",
                             hint="give the dataset the checkpoint's tokenizer.json ([data.options] tokenizer)")
         return model
+    if heads < 1 or d_model % heads:
+        raise UserError(f"d_model {d_model} does not split into {heads} attention heads",
+                        where="[model.config] heads", hint="choose heads that divide d_model")
     config = BertConfig(vocab_size=vocab_size, hidden_size=d_model, num_hidden_layers=n_layers,
                         num_attention_heads=heads, intermediate_size=ff, max_position_embeddings=length,
                         type_vocab_size=1, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,

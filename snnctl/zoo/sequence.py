@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import abstractmethod
 
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from snnctl.nn.layers import ActivationFactory, SpikingActivation, TokenSpikes
 
@@ -33,8 +34,14 @@ class TokenBatchNorm(nn.BatchNorm1d):
     threshold (Spikformer puts a BatchNorm after each linear layer for the same reason)."""
 
     def forward(self, y: Tensor, keep: Tensor) -> Tensor:  # type: ignore[override]
+        real = y[keep]
+        if self.training and real.shape[0] < 2:  # no batch statistics from one token: use the running ones
+            normed = F.batch_norm(real, self.running_mean, self.running_var, self.weight, self.bias,
+                                  training=False, eps=self.eps)
+        else:
+            normed = super().forward(real)
         out = y.new_zeros(y.shape)
-        out[keep] = super().forward(y[keep])
+        out[keep] = normed.to(y.dtype)
         return out
 
 
