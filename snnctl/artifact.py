@@ -59,6 +59,13 @@ class Bundle:
     def size_bytes(self) -> int:
         return (self.path / WEIGHTS).stat().st_size
 
+    @property
+    def data(self) -> dict[str, Any] | None:
+        """The [data] the model was trained on (a converted SNN: its ANN's, as conversion recorded it),
+        so measuring it loads the same split, options and tokenizer."""
+        trained = (self.manifest.get("recipe") or {}).get("data")
+        return trained or (self.manifest.get("conversion") or {}).get("data")
+
 
 make_manifest = M.build  # the keywords every writer uses; `save_bundle` validates the result
 

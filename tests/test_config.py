@@ -30,6 +30,17 @@ def test_extends_merges_parent_tables_key_by_key():
     assert snn.extends == "digits-ann"
 
 
+def test_extends_with_another_model_starts_its_config_afresh(tmp_path: Path):
+    other = tmp_path / "other.toml"
+    other.write_text('extends = "sst2-ssm-snn"\n[model]\nname = "spikeformer"\n[model.config]\nheads = 2\n')
+    r = load_recipe(str(other))
+    assert r.model.name == "spikeformer" and r.model.config == {"heads": 2}  # no d_state from textssm
+    same = tmp_path / "same.toml"
+    same.write_text('extends = "sst2-ssm-snn"\n[model.config]\nn_layers = 1\n')
+    kept = load_recipe(str(same))
+    assert kept.model.config["n_layers"] == 1 and "d_state" in kept.model.config  # same model: merged
+
+
 def test_set_overrides_typed_values_and_free_form_tables():
     r = load_recipe("digits-snn", ["train.lr=1e-4", "encoding.T=8", "model.config.channels=[8, 8]",
                                    "neuron.surrogate=sigmoid"])

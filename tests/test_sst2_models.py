@@ -145,6 +145,7 @@ def test_bench_measures_a_text_bundle(cli, text_bundle: Path) -> None:
     vs = r["vs_int8_ann"]
     assert 0 < vs["spike_rate"] < 1 and vs["break_even_rate"] > 0
     assert {layer["layer"].split(".")[-2] for layer in r["layers"]} >= {"site_q", "site_k", "site_v"}
+    assert {layer["neurons"] for layer in r["layers"]} <= {16, 32}  # per token: d_model or ff wide
 
 
 def test_bench_refuses_a_tokenizer_that_is_not_the_bundles(cli, text_bundle: Path, tmp_path: Path) -> None:
@@ -174,3 +175,80 @@ def test_an_empty_sentence_is_refused(cli, tmp_path: Path) -> None:
     recipe = ["train", "--recipe", "sst2-ssm-snn", "--set", f'data.options.path="{src}"', "--out", str(tmp_path / "m")]
     done = cli(*recipe)
     assert done.code == 2 and "row 2 is empty" in done.err and not (tmp_path / "m").exists()
+
+
+def test_training_normalises_over_real_tokens_and_one_token_takes_the_running_statistics() -> None:
+    from snnctl.zoo.sequence import TokenBatchNorm
+
+    torch.manual_seed(4)
+    y = torch.randn(2, 5, 4)
+    keep = torch.zeros(2, 5, dtype=torch.bool)
+    keep[0, :3], keep[1, :1] = True, True
+    out = TokenBatchNorm(4).train()(y, keep)
+    real = y[keep]
+    torch.testing.assert_close(out[keep], (real - real.mean(0)) / torch.sqrt(real.var(0, unbiased=False) + 1e-5))
+    assert bool((out[~keep] == 0).all())
+    one = TokenBatchNorm(4).train()
+    single = torch.zeros_like(keep)
+    single[1, 2] = True
+    out = one(y, single)  # no batch statistics from one token: the running ones (mean 0, var 1)
+    torch.testing.assert_close(out[single], y[single] / (1 + 1e-5) ** 0.5)
+    assert bool((one.running_mean == 0).all()) and bool((out[~single] == 0).all())
+
+
+@pytest.mark.parametrize(("name", "kind"), [("textssm", "snn"), ("spikeformer", "snn"), ("spikeformer", "ann")])
+def test_padding_changes_nothing_in_training_either(name: str, kind: str) -> None:
+    m = model(name, kind, length=20, dropout=0.0).train()
+    x = ids()
+    padded = torch.cat([x, torch.zeros(4, 8, dtype=x.dtype)], 1)
+    torch.testing.assert_close(m(padded), m(x), atol=1e-5, rtol=1e-5)
+
+
+def test_bert_refuses_a_checkpoint_of_another_architecture(tmp_path: Path) -> None:
+    from transformers import GPT2Config
+
+    GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50).save_pretrained(tmp_path / "gpt")
+    with pytest.raises(UserError, match="is a gpt2 checkpoint, not BERT"):
+        model("bert", "ann", pretrained=str(tmp_path / "gpt"))
+    with pytest.raises(UserError, match="does not split into 3 attention heads"):
+        model("bert", "ann", heads=3)
+
+
+def test_break_even_is_where_the_snn_costs_what_the_int8_ann_does_and_none_when_unreachable() -> None:
+    from snnctl.metrics import energy
+
+    fed, other, updates = 1e6, 2e5, 4e4
+    r = energy.break_even_rate(fed, 0.1 * fed, other, updates, T=1)["break_even_rate"]
+    assert r is not None and r > 0
+    at = energy.break_even_rate(fed, r * fed, other, updates, T=1)
+    assert at["snn_int8_nj"] == pytest.approx(at["ann8_nj"])
+    # dense parts and membrane updates already dearer than the whole ANN: no rate breaks even
+    assert energy.break_even_rate(fed, 0.1 * fed, 1e8, updates, T=4)["break_even_rate"] is None
+
+
+def test_data_encoded_with_another_tokenizer_is_refused() -> None:
+    from snnctl.data import text as T
+
+    ours, theirs = T.word_tokenizer({"good": 2, "bad": 3}), T.word_tokenizer({"good": 2, "dull": 3})
+    T.check_same(ours, ours.to_str(), where="--dataset sst2")  # the same tokenizer passes
+    T.check_same(None, theirs.to_str(), where="--dataset sst2")  # nothing to compare
+    with pytest.raises(UserError, match="another tokenizer"):
+        T.check_same(ours, theirs.to_str(), where="--dataset sst2")
+
+
+def test_a_converted_text_bundle_keeps_its_parents_tokenizer(cli, tmp_path: Path) -> None:
+    ann, raw, calibrated = tmp_path / "mlp", tmp_path / "raw", tmp_path / "cal"
+    done = cli("train", "--recipe", "sst2-ann", "--out", str(ann), "--set", "data.options.train_limit=256",
+               "--set", "data.options.vocab_size=500", "--set", "train.epochs=1",
+               "--set", "model.config.embed_dim=8", "--set", "model.config.hidden=[16]")
+    assert done.code == 0, done.err
+    done = cli("convert", str(ann), "--dataset", "sst2", "--T", "2", "--out", str(raw))
+    assert done.code == 0, done.err
+    done = cli("calibrate", str(raw), "--dataset", "sst2", "--out", str(calibrated))
+    assert done.code == 0, done.err
+    for out in (raw, calibrated):
+        assert (out / "tokenizer.json").read_bytes() == (ann / "tokenizer.json").read_bytes()
+        assert json.loads((out / "snnctl.json").read_text())["tokenizer"] == "tokenizer.json"
+    done = cli("bench", str(calibrated), "--dataset", "sst2", "--latency-samples", "2", "--json")
+    assert done.code == 0, done.err
+    assert json.loads(done.out)["model"]["tokens_per_inference"] > 1

@@ -142,17 +142,12 @@ def spiking_bundle(path: Path, target: str) -> Bundle:
     return bundle
 
 
-def recorded_data(manifest: dict[str, Any]) -> dict[str, Any] | None:
-    recipe = manifest.get("recipe") or {}
-    return recipe.get("data") or (manifest.get("conversion") or {}).get("data")
-
-
 def round_trip_inputs(bundle: Bundle, options: CompileOptions) -> Inputs:
     """A dataset's test examples when one is named, random inputs of the model's shape otherwise."""
     from snnctl.data import load_as_recorded
     from snnctl.metrics.bench import check_compatible
 
-    recorded = recorded_data(bundle.manifest)
+    recorded = bundle.data
     if options.dataset:
         ds = load_as_recorded(options.dataset, recorded)
         check_compatible(bundle.model, ds, str(bundle.path))
@@ -205,7 +200,7 @@ def recorded_shape(bundle: Bundle) -> tuple[int, ...] | None:
     """The input shape the bundle records: a NIR import's own, or that of the data it was made with."""
     if bundle.manifest["zoo"].get("config", {}).get("input_shape"):
         return tuple(bundle.manifest["zoo"]["config"]["input_shape"])
-    recorded = recorded_data(bundle.manifest)
+    recorded = bundle.data
     if recorded and recorded.get("name"):
         from snnctl.data import load_as_recorded
 

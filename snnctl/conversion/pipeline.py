@@ -286,7 +286,7 @@ def plan_calibration(job: CalibrateJob) -> CalibrationPlan:
             "calibration tunes converted SNNs; a directly trained SNN is tuned by training"
         raise UserError(f"this bundle is not a converted SNN (kind '{kind}')", where=str(job.bundle), hint=hint)
     out = check_out(job.out or job.bundle.with_name(job.bundle.name + "-cal"), source=job.bundle)
-    ds = require_classification(load_as_recorded(job.dataset, source.manifest["conversion"].get("data")),
+    ds = require_classification(load_as_recorded(job.dataset, source.data),
                                 job.dataset)
     net = source.model.to(job.device)
     if job.T is not None:

@@ -25,7 +25,7 @@ def dataset_for(bundle: Bundle, name: str) -> Dataset:
     """Load `name` the way the bundle was trained on it (same split and options) when that is known;
     only a classification dataset can be benchmarked this way, and text only with the bundle's own
     tokenizer when it keeps one."""
-    ds = require_classification(load_as_recorded(name, (bundle.manifest.get("recipe") or {}).get("data")), name)
+    ds = require_classification(load_as_recorded(name, bundle.data), name)
     check_same(bundle_tokenizer(bundle.path, bundle.manifest.get("tokenizer")), ds.info.get("tokenizer_json"),
                where=f"--dataset {name}")
     return ds
@@ -106,7 +106,9 @@ def measure_activity(model: Network, x: torch.Tensor, batch_size: int) -> dict[s
             model(x[start : start + batch_size])
         act.samples = len(x)
     T = model.T if model.spiking else 1
-    layers = [{"layer": c.name, "neurons": int(c.neuron_steps / act.samples / T),
+    tokens = float((x != 0).sum()) / len(x) if not x.is_floating_point() else None
+    steps = T * (tokens or 1.0)  # a text model's neurons run once per real token
+    layers = [{"layer": c.name, "neurons": round(c.neuron_steps / act.samples / steps),
                "firing_rate": c.spikes / c.neuron_steps}
               for c in act.layers.values() if c.neuron_steps and model.spiking]
     macs, sops, updates = act.per_sample("macs"), act.per_sample("sops"), act.per_sample("neuron_steps")
@@ -119,8 +121,7 @@ def measure_activity(model: Network, x: torch.Tensor, batch_size: int) -> dict[s
         "vs_int8_ann": energy.break_even_rate(act.per_sample("spike_fed_macs"), sops, macs, updates, T)
         if model.spiking else None,
     }
-    if not x.is_floating_point():
-        tokens = float((x != 0).sum()) / len(x)
+    if tokens is not None:
         out["tokens_per_inference"] = tokens
         out["spikes_per_token"] = spikes / tokens if spikes is not None and tokens else None
     return out
