@@ -35,12 +35,13 @@ def ids(rows: int = 4, length: int = 12, real: tuple[int, ...] = (3, 7, 12, 1)) 
     return x
 
 
-TWINS = [("textssm", "snn"), ("textssm", "ann"), ("spikeformer", "snn"), ("spikeformer", "ann"), ("bert", "ann")]
+TWINS = [("textssm", "snn", {}), ("textssm", "ann", {}), ("textssm", "snn", {"bidirectional": True}),
+         ("spikeformer", "snn", {}), ("spikeformer", "ann", {}), ("bert", "ann", {})]
 
 
-@pytest.mark.parametrize(("name", "kind"), TWINS)
-def test_padding_changes_neither_the_logits_nor_the_counted_work(name: str, kind: str) -> None:
-    m = model(name, kind, length=20)
+@pytest.mark.parametrize(("name", "kind", "over"), TWINS)
+def test_padding_changes_neither_the_logits_nor_the_counted_work(name: str, kind: str, over: dict) -> None:
+    m = model(name, kind, length=20, **over)
     x = ids()
     padded = torch.cat([x, torch.zeros(4, 8, dtype=x.dtype)], 1)
     with torch.no_grad():
@@ -252,3 +253,20 @@ def test_a_converted_text_bundle_keeps_its_parents_tokenizer(cli, tmp_path: Path
     done = cli("bench", str(calibrated), "--dataset", "sst2", "--latency-samples", "2", "--json")
     assert done.code == 0, done.err
     assert json.loads(done.out)["model"]["tokens_per_inference"] > 1
+
+
+def test_the_backward_pass_reads_each_sentence_right_to_left() -> None:
+    from snnctl.lm.classifier import reverse_real
+
+    x = torch.arange(1, 13, dtype=torch.float32).view(2, 6, 1)
+    keep = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    flipped = reverse_real(x, keep)
+    assert flipped[0, :, 0].tolist() == [3, 2, 1, 4, 5, 6] and flipped[1, :, 0].tolist() == [12, 11, 10, 9, 8, 7]
+    torch.testing.assert_close(reverse_real(flipped, keep), x)
+    m = model("textssm", "ann", bidirectional=True)
+    first, last = ids(rows=1, real=(5,)), ids(rows=1, real=(5,))
+    last[0, 4] = 2 if int(last[0, 4]) != 2 else 3  # change the last word only
+    with torch.no_grad():  # the first token's state now depends on the words after it
+        a = m.body.blocks[0].ssm_back(reverse_real(m.body.blocks[0].norm(m.body.embed(first)), first != 0))
+        b = m.body.blocks[0].ssm_back(reverse_real(m.body.blocks[0].norm(m.body.embed(last)), last != 0))
+    assert not torch.allclose(reverse_real(a, first != 0)[0, 0], reverse_real(b, last != 0)[0, 0])

@@ -107,7 +107,7 @@ def measure_activity(model: Network, x: torch.Tensor, batch_size: int) -> dict[s
         act.samples = len(x)
     T = model.T if model.spiking else 1
     tokens = float((x != 0).sum()) / len(x) if not x.is_floating_point() else None
-    steps = T * (tokens or 1.0)  # a text model's neurons run once per real token
+    steps = T * (tokens if tokens and is_text(model) else 1.0)  # a token model's neurons run once per token
     layers = [{"layer": c.name, "neurons": round(c.neuron_steps / act.samples / steps),
                "firing_rate": c.spikes / c.neuron_steps}
               for c in act.layers.values() if c.neuron_steps and model.spiking]

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from snnctl.nn.layers import ActivationFactory
-from snnctl.zoo.sequence import TokenClassifier, spiking, token_site
+from snnctl.zoo.sequence import FeedForward, TokenClassifier, spiking, token_site
 
 Tally = Callable[..., None]
 
@@ -68,19 +68,6 @@ class SpikingSelfAttention(nn.Module):
                   spike_fed_macs=2 * tokens * qh.shape[1] * dh * dh)
         else:
             tally(macs=2 * tokens * qh.shape[1] * dh * dh + tokens * qh.shape[1] * dh)
-
-
-class FeedForward(nn.Module):
-    def __init__(self, act: ActivationFactory, d_model: int, ff: int, dropout: float) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(d_model)
-        self.site_in, self.site_hidden = token_site(act, d_model), token_site(act, ff)
-        self.up, self.down = nn.Linear(d_model, ff), nn.Linear(ff, d_model)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
-        hidden = self.site_hidden(self.up(self.site_in(self.norm(x), keep)), keep)
-        return x + self.drop(self.down(hidden))
 
 
 class SpikformerClassifier(TokenClassifier):

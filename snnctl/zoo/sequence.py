@@ -104,3 +104,18 @@ class TokenClassifier(nn.Module):
         mask = keep.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return self.head(self.drop(pooled))
+
+
+class FeedForward(nn.Module):
+    """The position-wise block both spiking encoders put after their token mixing: x + W2 site(W1 site(LN x))."""
+
+    def __init__(self, act: ActivationFactory, d_model: int, ff: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.site_in, self.site_hidden = token_site(act, d_model), token_site(act, ff)
+        self.up, self.down = nn.Linear(d_model, ff), nn.Linear(ff, d_model)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+        hidden = self.site_hidden(self.up(self.site_in(self.norm(x), keep)), keep)
+        return x + self.drop(self.down(hidden))
