@@ -92,6 +92,7 @@ def test_the_shipped_sst2_pairs_match_in_parameters() -> None:
         sizes[recipe] = sum(p.numel() for p in net.parameters())
     assert sizes["sst2-ssm-snn"] == sizes["sst2-ssm-ann"]
     assert abs(sizes["sst2-attn-snn"] / sizes["sst2-bert-ann"] - 1) < 0.10
+    assert abs(sizes["sst2-ssm-snn"] / sizes["sst2-bert-ann"] - 1) < 0.10  # both SNNs the transformer's size
 
 
 def test_bert_loads_a_local_checkpoint_and_refuses_another_vocabulary(tmp_path: Path) -> None:
