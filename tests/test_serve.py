@@ -238,18 +238,26 @@ def test_edge_requests_that_once_failed_the_batch(server: Server) -> None:
     assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
 
 
+def engine_load(server: Server) -> dict[str, int]:
+    return httpx.get(f"{server.url}/v1/snnctl/status", headers={"Authorization": f"Bearer {KEY}"}).json()["engine"]
+
+
 def test_a_whole_response_whose_client_timed_out_stops_generating(server: Server) -> None:
-    body = {"model": server.model, "messages": [{"role": "user", "content": "go"}], "max_tokens": 2000,
+    """The client leaves after 0.1 s of a 2,048-token reply (about a second of generation here): the
+    server notices within its check interval and stops that reply rather than finishing it."""
+    before = engine_load(server)
+    body = {"model": server.model, "messages": [{"role": "user", "content": "go"}], "max_tokens": 2048,
             "temperature": 0}
     with pytest.raises(httpx.TimeoutException):
-        post(server, "/v1/chat/completions", body, timeout=1.0)
-    status = {}
+        post(server, "/v1/chat/completions", body, timeout=0.1)
+    load = before
     for _ in range(100):
-        status = httpx.get(f"{server.url}/v1/snnctl/status", headers={"Authorization": f"Bearer {KEY}"}).json()
-        if status["engine"]["active"] == 0:
+        load = engine_load(server)
+        if load["active"] == 0 and load["waiting"] == 0:
             break
-        time.sleep(0.1)
-    assert status["engine"]["active"] == 0
+        time.sleep(0.05)
+    assert load["active"] == 0 and load["abandoned"] == before["abandoned"] + 1
+    assert load["steps"] - before["steps"] < 2048
 
 
 def test_the_server_survived_everything(server: Server) -> None:

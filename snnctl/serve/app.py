@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from snnctl.serve import protocol as P
 from snnctl.serve.engine import Engine
 from snnctl.serve.engine import Request as Job
 
+DISCONNECT_CHECK_S = 0.2  # how often a whole (non-streamed) reply looks for a client that left
 log = logging.getLogger("snnctl.serve")
 
 
@@ -168,22 +170,25 @@ class Reply:
 
     async def whole(self, request: Request) -> dict[str, Any]:
         """The reply once done; a client that leaves first (a timeout) has its generation stopped, as
-        Starlette does not cancel a handler whose client is gone."""
-        pieces: list[str] = []
+        Starlette does not cancel a handler whose client is gone. The check runs on a clock, not only
+        when the queue is quiet: a fast model emits text without pause to the end of its reply."""
+        checked = time.monotonic()
         try:
             while True:
                 try:
-                    kind, data = await asyncio.wait_for(self.events.get(), timeout=0.5)
+                    kind, data = await asyncio.wait_for(self.events.get(), timeout=DISCONNECT_CHECK_S)
                 except TimeoutError:
+                    kind, data = "", None
+                if time.monotonic() - checked >= DISCONNECT_CHECK_S or not kind:
+                    checked = time.monotonic()
                     if await request.is_disconnected():
                         self.job.cancelled.set()
                         raise P.APIError(499, "client closed the request", code="client_closed") from None
+                if not kind:
                     continue
-                if kind == "text":
-                    pieces.append(data)
-                elif kind == "error":
+                if kind == "error":
                     raise P.APIError(500, data, kind="server_error")
-                else:
+                if kind == "done":
                     choice = P.chat_choice(data["text"], data["finish_reason"], delta=False) if self.chat \
                         else P.text_choice(data["text"], data["finish_reason"])
                     return {**P.envelope(self.kind, self.rid, self.model_id), "choices": [choice], **self._tail(data)}

@@ -184,6 +184,7 @@ class Engine:
         self.rows: list[Row] = []
         self.batch_state: Any = None
         self.steps = 0
+        self.abandoned = 0  # replies stopped because their client left
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="snnctl-engine", daemon=True)
 
@@ -198,7 +199,8 @@ class Engine:
         self.inbox.put(req)
 
     def load(self) -> dict[str, int]:
-        return {"active": len(self.rows), "waiting": len(self.waiting) + self.inbox.qsize(), "steps": self.steps}
+        return {"active": len(self.rows), "waiting": len(self.waiting) + self.inbox.qsize(), "steps": self.steps,
+                "abandoned": self.abandoned}
 
     def _run(self) -> None:
         with torch.inference_mode():
@@ -230,6 +232,7 @@ class Engine:
         still: list[Request] = []
         for req in self.waiting:
             if req.cancelled.is_set():
+                self.abandoned += 1
                 continue
             if len(self.rows) >= self.max_batch or (req.session_id and req.session_id in busy):
                 still.append(req)
@@ -293,6 +296,7 @@ class Engine:
             return
         for i in leaving:
             row = self.rows[i]
+            self.abandoned += not row.done
             if not (row.req.session_id and row.keep and row.done and not row.req.cancelled.is_set()):
                 continue
             state = _rows_of(self.batch_state, torch.tensor([i])) if self.batched else row.state
