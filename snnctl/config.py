@@ -324,11 +324,12 @@ class ClassifierRecipe(RecipeBase):
 
     @model_validator(mode="after")
     def _logic_gated_fits(self) -> ClassifierRecipe:
-        """Logic-gated weights fold their scale into each neuron's threshold: an SNN with a fixed one."""
-        if self.model.logic_gated and self.model.kind != "snn":
-            raise ValueError("model.logic_gated needs model.kind = 'snn': the weight scale is folded into each "
-                             "neuron's threshold")
-        if self.model.logic_gated and not _fixed_threshold(self.neuron.type):
+        """Logic-gated weights fold their scale into each neuron's threshold (an SNN with a fixed one),
+        or past ReLU to the readout (an ANN: QCFS's clipping does not commute with a scale)."""
+        if self.model.logic_gated and self.model.kind == "ann" and self.model.activation != "relu":
+            raise ValueError(f"model.logic_gated on an ANN needs model.activation = 'relu', not "
+                             f"'{self.model.activation}': the weight scale is folded past each activation")
+        if self.model.logic_gated and self.model.kind == "snn" and not _fixed_threshold(self.neuron.type):
             fixed = [name for name in registry.entries("neurons") if _fixed_threshold(name)]
             raise ValueError(f"model.logic_gated needs a neuron with a fixed threshold, not '{self.neuron.type}'; "
                              f"use one of: {', '.join(fixed)}")

@@ -21,7 +21,7 @@ from snnctl.errors import UserError
 
 FORMAT = "snnctl-bundle"
 FORMAT_VERSION = 2
-LOGIC_GATED = "logic-gated"  # the bundle kind whose loader builds logic-gated SNNs (kind "snn" + logic_gated)
+LOGIC_GATED = "logic-gated"  # the bundle kind whose loader builds logic-gated classifiers (kind snn or ann + logic_gated)
 SEED_BOUND = 2**63  # torch seeds are 64-bit
 SECTIONS = ("conversion", "lm", "chat", "robust")  # kind-specific: written only when present
 
@@ -138,7 +138,7 @@ class Manifest(Section):
 
     @property
     def loader(self) -> str:
-        """The registered bundle kind that builds this model: the kind, or logic-gated for such SNNs."""
+        """The registered bundle kind that builds this model: the kind, or logic-gated for ternary ones."""
         return LOGIC_GATED if self.logic_gated else self.kind
 
     def as_dict(self) -> dict[str, Any]:
@@ -205,9 +205,9 @@ def parse(data: Any, where: str) -> Manifest:
     if manifest.kind not in installed:
         raise UserError(f"manifest key 'kind': unknown bundle kind '{manifest.kind}'", where=where,
                         hint=f"installed: {', '.join(installed) or 'none'}")
-    if manifest.logic_gated and manifest.kind != "snn":
-        raise UserError(f"manifest key 'logic_gated': a logic-gated bundle is an SNN, not '{manifest.kind}'",
-                        where=where)
+    if manifest.logic_gated and manifest.kind not in ("snn", "ann"):
+        raise UserError(f"manifest key 'logic_gated': a logic-gated bundle is a classifier SNN or ANN, not "
+                        f"'{manifest.kind}'", where=where)
     return manifest
 
 

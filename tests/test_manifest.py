@@ -137,7 +137,7 @@ def write_ann(tmp_path: Path) -> Path:
     ({"seed": 99999999999999999999999}, "manifest key 'seed'"),
     ({"metrics": [0.5]}, "manifest key 'metrics'"),
     ({"logic_gated": "yes"}, "manifest key 'logic_gated'"),
-    ({"logic_gated": True}, "a logic-gated bundle is an SNN, not 'ann'"),
+    ({"logic_gated": True, "kind": "converted"}, "a logic-gated bundle is a classifier SNN or ANN, not 'converted'"),
     ({"conversion": {"source": "cnn"}}, "manifest key 'conversion.source'"),
     ({"conversion": {"source": {"type": "zoo", "name": 3}}}, "manifest key 'conversion.source.name'"),
     ({"neuron": {"type": ["lif"]}}, "manifest key 'neuron.type': Input should be a valid string"),

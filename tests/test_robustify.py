@@ -62,6 +62,27 @@ def test_bench_noise_curve_writes_json_and_png_and_hits_chance_at_half(cli, robu
         assert abs(half - noise["chance"]) <= curve[1]["ci95"] + 0.02
 
 
+def test_a_ternary_ann_is_robustified_packed_and_refused_by_convert(cli, tmp_path: Path) -> None:
+    """The ternary ANN baseline: `robustify --logic-gated` of a ReLU MLP. Packing keeps its accuracy
+    (the scales fold past ReLU to the readout), bench counts no multiplications, convert refuses it."""
+    from snnctl.config import load_recipe
+    from snnctl.training.trainer import train
+
+    ann = train(load_recipe("digits-bin-ann", ["train.epochs=3", "model.config.hidden=[64, 64]"]), tmp_path / "a").out
+    out = tmp_path / "lg"
+    result = cli("robustify", ann, "--dataset", "digits", "--logic-gated", "--epochs", "2", "--out", out, "--json")
+    assert result.code == 0, result.err
+    m = load_bundle(out).manifest
+    assert m["kind"] == "ann" and m["logic_gated"] is True
+    assert m["metrics"]["test_acc"] == pytest.approx(m["metrics"]["test_acc_before_packing"], abs=0.006)
+    assert m["metrics"]["test_acc"] > 0.5
+    model = json.loads(cli("bench", out, "--dataset", "digits", "--latency-samples", "2", "--json").out)["model"]
+    assert model["logic_gated"] and model["synaptic_multiplications"] == 0 and model["macs"] == 0
+    result = cli("convert", out, "--dataset", "digits", "--out", tmp_path / "never")
+    assert result.code == 2 and "logic-gated" in result.err and len(error_lines(result.err)) == 1
+    assert not (tmp_path / "never").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -77,15 +98,14 @@ def test_robustify_bad_noise_is_exit_2(cli, binary_snn: Path, tmp_path: Path, ar
     assert not out.exists()
 
 
-def test_logic_gated_refuses_layers_and_anns_by_name(cli, trained, tmp_path: Path) -> None:
+def test_logic_gated_refuses_layers_by_name(cli, trained, tmp_path: Path) -> None:
     out = tmp_path / "never"
     result = cli("robustify", trained["snn"], "--dataset", "digits", "--logic-gated", "--noise-model",
                  "salt_pepper", "--out", out)
     assert result.code == 2 and "layer 1 (BatchNorm2d)" in result.err and len(error_lines(result.err)) == 1
     result = cli("robustify", trained["ann"], "--dataset", "digits", "--logic-gated", "--noise-model",
                  "salt_pepper", "--out", out)
-    # the recipe validator words it (config.py): logic-gated needs an SNN
-    assert result.code == 2 and "logic" in result.err and "snn" in result.err.lower()
+    assert result.code == 2 and "layer 1 (BatchNorm2d)" in result.err and len(error_lines(result.err)) == 1
     result = cli("robustify", trained["snn"], "--dataset", "digits", "--out", out)
     assert result.code == 2 and "needs binary inputs" in result.err
     assert not out.exists()

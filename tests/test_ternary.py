@@ -115,6 +115,28 @@ def test_folded_network_matches_ternary_training_network() -> None:
     assert len(T.logic_gated_layers(net)) == 3
 
 
+def conv_relu_body() -> torch.nn.Sequential:
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 8, 3),
+                         nn.ReLU(), nn.Flatten(), nn.Linear(8 * 2 * 2, 5))
+
+
+def test_a_ternary_ann_folds_its_scales_past_relu_and_pooling() -> None:
+    """Each layer's scale rides through ReLU and max pooling to the readout: the packed ANN computes
+    what the ternary training network does, with real (not binary) inputs."""
+    torch.manual_seed(3)
+    mlp = build_network("mlp", {"in_features": 16, "hidden": [32, 32], "num_classes": 5}, kind="ann").eval()
+    for body, x in ((mlp.body, torch.rand(20, 16)), (conv_relu_body().eval(), torch.rand(6, 1, 8, 8))):
+        T.make_ternary(body)
+        last_own = float(T.ternary_codes(body[-1].weight)[1])
+        with torch.no_grad():
+            expected = body(x)
+            scale = T.to_logic_gated(body)
+            torch.testing.assert_close(body(x) * scale, expected, atol=1e-4, rtol=1e-4)
+        assert len(T.logic_gated_layers(body)) == 3
+        assert float(scale) != pytest.approx(last_own)  # the product of the layers' scales, not the last one's
+
+
 def test_layers_that_need_multiplications_are_refused_by_name() -> None:
     net = build_network("cnn", {"channels": [4, 8]}, kind="snn", neuron={})
     with pytest.raises(UserError, match=r"layer 1 \(BatchNorm2d\)"):

@@ -166,8 +166,9 @@ def test_an_lm_recipe_refuses_classifier_keys(cli, tmp_path: Path):
 
 
 def test_logic_gated_rules_live_in_the_recipe_schema():
-    with pytest.raises(UserError, match=r"needs model\.kind = 'snn'"):
-        load_recipe("digits-ann", ["model.logic_gated=true"])
+    with pytest.raises(UserError, match=r"on an ANN needs model\.activation = 'relu', not 'qcfs'"):
+        load_recipe("digits-ann", ["model.logic_gated=true", "model.activation=qcfs"])
+    assert load_recipe("digits-bin-ann", ["model.logic_gated=true"]).model.logic_gated
     with pytest.raises(UserError, match="fixed threshold, not 'alif'"):
         load_recipe("digits-snn", ["model.logic_gated=true", "neuron.type=alif"])
 

@@ -127,6 +127,9 @@ def bundle_source(path: Path) -> Source:
     if kind != "ann":
         raise UserError(f"this bundle is already an SNN (kind '{kind}')", where=str(path),
                         hint="convert the ANN bundle it came from")
+    if bundle.manifest.get("logic_gated"):
+        raise UserError("this ANN is logic-gated (ternary, float weights gone); conversion needs float layers",
+                        where=str(path), hint="convert the float ANN it came from, then robustify the SNN")
     zoo = bundle.manifest["zoo"]
     record = {"type": "zoo", "name": zoo["name"], "config": zoo.get("config", {}), "activation": zoo.get("activation")}
     data = (bundle.manifest.get("recipe") or {}).get("data")

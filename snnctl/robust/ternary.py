@@ -11,6 +11,11 @@ synapses: a native kernel that only adds, subtracts and selects (`ternary_accumu
 `index_add_` in PyTorch ops where it is not built. The scale is folded out of the synapses: the layer emits
 A + b/s, and the spiking neuron after it fires at threshold/s, so its spikes are those of s*A + b
 at threshold; the last layer's scale multiplies the logits once, after the time average.
+
+The ternary ANN twin (ReLU, no neurons) folds the same way, since ReLU and max pooling commute with a
+positive scale: each layer's scale is carried forward, the layer emits A + b/S with S the product of
+the scales so far, and S multiplies the logits once. It is multiplication-free too, apart from that
+one readout scale, but its inputs to every layer are dense real numbers rather than spikes.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ if TYPE_CHECKING:
     from snnctl.manifest import Manifest
 
 DELTA = 0.7  # threshold, as a fraction of mean |w|, below which a weight becomes 0
-PASS_THROUGH = (nn.Flatten, nn.Dropout, nn.Identity, nn.MaxPool1d, nn.MaxPool2d, SpikingActivation)
+# layers a positive scale passes through unchanged (f(s*x) = s*f(x)), so the synapses' scale can be folded past them
+SCALE_FREE = (nn.Flatten, nn.Dropout, nn.Identity, nn.MaxPool1d, nn.MaxPool2d, nn.ReLU)
+PASS_THROUGH = (*SCALE_FREE, SpikingActivation)
 
 
 def ternary_codes(w: Tensor) -> tuple[Tensor, Tensor]:
@@ -240,25 +247,27 @@ def load_logic_gated(path: Path, info: Manifest, map_location: str = "cpu") -> B
 
 
 def to_logic_gated(body: nn.Sequential) -> Tensor:
-    """Replace the synaptic layers by logic-gated ones and fold each scale into the next neuron's
-    threshold. Returns the last synaptic layer's scale, by which the readout must be multiplied."""
+    """Replace the synaptic layers by logic-gated ones and fold the scales out: into each spiking
+    neuron's threshold, or past ReLU and pooling to the next layer. Returns the scale still carried at
+    the end, by which the readout must be multiplied."""
     check_convertible(body)
-    scale = torch.ones(())
+    carried = torch.ones(())
     for name, module in list(body.named_children()):
         if isinstance(module, nn.Linear | nn.Conv2d):
             codes, scale = ternary_codes(module.weight)
+            carried = carried * scale
             gated = logic_gated_shell(module)
-            gated.store(codes, scale, module.bias)
+            gated.store(codes, carried, module.bias)
             setattr(body, name, gated)
         elif isinstance(module, SpikingActivation):
             neuron = module.neuron
             if neuron.threshold.numel() != 1:
                 raise UserError(f"layer {name}: logic-gated folding needs one threshold per layer")
-            neuron.threshold.div_(scale)
-            scale = torch.ones(())
-        elif not isinstance(module, PASS_THROUGH):
+            neuron.threshold.div_(carried)
+            carried = torch.ones(())
+        elif not isinstance(module, SCALE_FREE):
             raise AssertionError(f"unchecked layer {name}")
-    return scale
+    return carried
 
 
 def logic_gated_layers(model: nn.Module) -> list[tuple[str, _LogicGated]]:
