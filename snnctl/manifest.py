@@ -21,7 +21,7 @@ from snnctl.errors import UserError
 
 FORMAT = "snnctl-bundle"
 FORMAT_VERSION = 2
-LOGIC_GATED = "logic-gated"  # the bundle kind whose loader builds logic-gated classifiers (kind snn or ann + logic_gated)
+LOGIC_GATED = "logic-gated"  # the loader kind of ternary classifiers (kind snn or ann, logic_gated)
 SEED_BOUND = 2**63  # torch seeds are 64-bit
 SECTIONS = ("conversion", "lm", "chat", "robust")  # kind-specific: written only when present
 
