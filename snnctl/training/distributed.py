@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -272,7 +273,15 @@ def start(strategy: str, device: str) -> tuple[Replicas, str]:
     return kind(world, device), device
 
 
-def stop() -> None:
-    """End the process group `start` created (one a caller set up is the caller's)."""
-    if _owned.pop("group", False) and dist.is_initialized():
-        dist.destroy_process_group()
+def stop(finished: bool = False) -> None:
+    """End the process group `start` created (one a caller set up is the caller's). After a finished
+    run every process first meets the others and drops what still holds the group's work (the DDP
+    reducer), so none tears the group down while a peer's gloo threads still use it: that aborts a
+    process at exit ("terminate called without an active exception"). After a failure it only ends
+    the group: a barrier there would wait on a peer that is gone."""
+    if not (_owned.pop("group", False) and dist.is_initialized()):
+        return
+    if finished:
+        dist.barrier()
+        gc.collect()
+    dist.destroy_process_group()

@@ -40,11 +40,14 @@ def train(
     replicas, device = distributed.start(resolved_strategy(recipe), device)
     if not replicas.world.main:  # one log for the run: the main process's (errors still reach the launcher)
         logging.getLogger("snnctl").setLevel(logging.ERROR)
+    finished = False
     try:
         task = make_task(recipe, device)
-        return run(task, recipe, out, resume=resume, on_step=on_step, replicas=replicas)
+        result = run(task, recipe, out, resume=resume, on_step=on_step, replicas=replicas)
+        finished = True
+        return result
     finally:
-        distributed.stop()
+        distributed.stop(finished)
 
 
 def resolved_strategy(recipe: Recipe) -> str:
