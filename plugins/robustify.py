@@ -1,4 +1,4 @@
-"""`snnctl robustify BUNDLE`: fine-tune under a noise curriculum, optionally into a logic-gated SNN."""
+"""`snnctl robustify BUNDLE`: fine-tune under a noise curriculum, optionally logic-gated (ternary SNN or ANN)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def command(
         help="Input or spike-train noise model, e.g. bitflip or salt_pepper; an unknown name lists them all.",
     ),
     logic_gated: bool = typer.Option(
-        False, "--logic-gated", help="Ternary weights {-1,0,+1}: synaptic layers without multiplications (SNN only)."
+        False, "--logic-gated", help="Ternary weights {-1,0,+1}: synaptic layers without multiplications (SNNs, and ReLU ANNs as a baseline)."
     ),
     epochs: int = typer.Option(15, "--epochs", min=1, help="Fine-tuning epochs."),
     lr: float = typer.Option(1e-3, "--lr", min=0.0, help="Fine-tuning learning rate."),
