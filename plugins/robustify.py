@@ -20,7 +20,8 @@ def command(
         help="Input or spike-train noise model, e.g. bitflip or salt_pepper; an unknown name lists them all.",
     ),
     logic_gated: bool = typer.Option(
-        False, "--logic-gated", help="Ternary weights {-1,0,+1}: synaptic layers without multiplications (SNNs, and ReLU ANNs as a baseline)."
+        False, "--logic-gated",
+        help="Ternary weights {-1,0,+1}: synaptic layers without multiplications (SNNs; ReLU ANNs as a baseline).",
     ),
     epochs: int = typer.Option(15, "--epochs", min=1, help="Fine-tuning epochs."),
     lr: float = typer.Option(1e-3, "--lr", min=0.0, help="Fine-tuning learning rate."),
