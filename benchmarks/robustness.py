@@ -99,8 +99,8 @@ def check(acc: dict[str, list[float]], chance: float, samples: int) -> dict[str,
     """The bars, on the mean curves over seeds."""
     robust, noisy_ann, ternary = acc["robust LG SNN"], acc["noise-trained ANN"], acc["ternary ANN"]
     plain, snn = acc["plain ANN"], acc["float SNN"]
-    below = range(LEVELS.index(0.5))
     half = LEVELS.index(0.5)
+    below = range(half)
     return {
         "within_1_point_of_noise_trained_ann_at_every_level_below_0.5": all(
             robust[i] >= noisy_ann[i] - 0.01 for i in below),

@@ -177,15 +177,13 @@ class Reply:
             while True:
                 try:
                     kind, data = await asyncio.wait_for(self.events.get(), timeout=DISCONNECT_CHECK_S)
-                except TimeoutError:
+                except TimeoutError:  # quiet for a whole interval: the check below is due
                     kind, data = "", None
-                if time.monotonic() - checked >= DISCONNECT_CHECK_S or not kind:
+                if time.monotonic() - checked >= DISCONNECT_CHECK_S:
                     checked = time.monotonic()
                     if await request.is_disconnected():
                         self.job.cancelled.set()
                         raise P.APIError(499, "client closed the request", code="client_closed") from None
-                if not kind:
-                    continue
                 if kind == "error":
                     raise P.APIError(500, data, kind="server_error")
                 if kind == "done":
